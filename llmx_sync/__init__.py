@@ -1,0 +1,1 @@
+"""llmx_sync: stream answers from OpenAI-compatible Chat Completions servers, no asyncio."""
