@@ -1,0 +1,125 @@
+"""JSON the way the seed's serde_json sees it, and plain-JSON checks for caller data.
+
+Python's `json.loads` accepts text that serde_json rejects (seed-behaviour §14):
+`NaN`/`Infinity`, numbers beyond the f64 range, lone UTF-16 surrogate escapes and
+nesting deeper than serde_json's recursion limit. Where the seed asks "is this
+valid JSON?" (function-call arguments, shell outputs) the answer must be serde's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import InvalidInputError
+from .models import json_type_name
+
+# serde_json gives up when nesting reaches 128 arrays/objects.
+MAX_NESTING = 127
+
+# How deep caller data (schemas, extra_body) may nest: json.dumps recurses, and a
+# structure that contains itself would otherwise loop.
+_MAX_VALUE_NESTING = 500
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _parse_int(text: str) -> int | float:
+    if text == "-0":
+        return -0.0  # serde_json reads `-0` as the float -0.0, not an integer
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        float(value)  # serde falls back to f64; beyond its range (OverflowError) it fails
+    return value
+
+
+def _check_strings_and_depth(value: Any) -> None:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            _check_no_surrogates(node)
+            continue
+        if not isinstance(node, (list, dict)):
+            continue
+        if depth + 1 > MAX_NESTING:
+            raise ValueError("recursion limit exceeded")
+        if isinstance(node, dict):
+            for key in node:
+                _check_no_surrogates(key)
+            children = list(node.values())
+        else:
+            children = node
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _check_no_surrogates(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("lone surrogate in string") from None
+
+
+def loads(text: str) -> Any:
+    """Parse `text` as `serde_json::from_str::<Value>` would; `ValueError` if it would fail."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float,
+                           parse_int=_parse_int)
+    except (OverflowError, RecursionError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    _check_strings_and_depth(value)
+    return value
+
+
+def is_json(text: str) -> bool:
+    """Whether serde_json accepts `text` as a JSON document of any kind."""
+    try:
+        loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def as_array(value: Any, where: str) -> list[Any]:
+    """`value` as a list: any iterable except a string, bytes or a mapping (which are
+    almost always a mistake, e.g. ``input="hi"``)."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise InvalidInputError(where, f"expected a list, got {json_type_name(value)}")
+    return list(value)
+
+
+def check_json_value(value: Any, where: str) -> None:
+    """Raise `InvalidInputError` naming the place unless `value` is plain JSON data:
+    None, bool, int, finite float, str, list/tuple and dict with string keys."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        node, at, depth = stack.pop()
+        if node is None or isinstance(node, (bool, int, str)):
+            continue
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                raise InvalidInputError(at, f"expected a finite number, got {node!r} (not valid JSON)")
+            continue
+        if depth >= _MAX_VALUE_NESTING:
+            raise InvalidInputError(at, f"nested more than {_MAX_VALUE_NESTING} levels deep (does it contain itself?)")
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if not isinstance(key, str):
+                    raise InvalidInputError(at, f"object keys must be strings, got {json_type_name(key)} {key!r}")
+                stack.append((child, f"{at}.{key}", depth + 1))
+        elif isinstance(node, (list, tuple)):
+            stack.extend((child, f"{at}[{i}]", depth + 1) for i, child in enumerate(node))
+        else:
+            kind = "a mapping that is not a dict" if isinstance(node, Mapping) else type(node).__name__
+            raise InvalidInputError(at, f"expected JSON data, got {kind}")

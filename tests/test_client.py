@@ -1,0 +1,239 @@
+"""llmx_sync.client: what is sent, settings precedence, errors before any I/O, the
+default provider, and a plain ``for`` loop where users write one (a running asyncio
+loop's thread, as in Jupyter; a Flask view behind Werkzeug)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+import requests
+from llm_server import LLMServer, Reply, error_reply, text_stream_body
+from sockets import wait_for
+from streaming_support import RELEASE_TIMEOUT, make_client, reader_threads
+
+import llmx_sync.client as client_module
+from llmx_sync.client import Client, resolve_default_provider, user_agent
+from llmx_sync.errors import ConfigError, EnvVarError, RetryLimitReachedError, UnsupportedOperationError
+from llmx_sync.events import OutputTextDelta
+from llmx_sync.prompt import Prompt
+from llmx_sync.providers import Provider
+
+SECRET = "sk-test-SECRET-123"
+
+
+@pytest.fixture(autouse=True)
+def no_reader_left() -> Iterator[None]:
+    yield
+    assert wait_for(lambda: not reader_threads(), RELEASE_TIMEOUT)
+
+
+def ok_reply(*tokens: str) -> Reply:
+    return Reply(body=text_stream_body(list(tokens) or ["ok"]))
+
+
+# --- what is sent ----------------------------------------------------------------------------
+
+
+def test_headers_sent(llm_server: LLMServer) -> None:
+    provider = Provider(name="p", base_url=llm_server.url, experimental_bearer_token=SECRET,
+                        http_headers={"X-Team": "blue", "User-Agent": "my-app/1"})
+    llm_server.enqueue(ok_reply(), ok_reply())
+    with Client(provider) as client:
+        client.stream("hi", model="m", subagent="review").collect()
+        client.stream("hi", model="m", extra_headers={"X-Team": "red", "Accept": "*/*"}).collect()
+    first, second = llm_server.requests
+    assert first.path == "/v1/chat/completions" and first.method == "POST"
+    assert first.headers["Authorization"] == f"Bearer {SECRET}"
+    assert first.headers["Accept"] == "text/event-stream"
+    assert first.headers["Content-Type"] == "application/json"
+    assert first.headers["Accept-Encoding"] == "identity"
+    assert first.headers["User-Agent"] == "my-app/1"  # the provider's replaces ours
+    assert first.headers["X-Team"] == "blue"
+    assert first.headers["x-openai-subagent"] == "review"
+    assert "x-openai-subagent" not in second.headers
+    assert second.headers["X-Team"] == "red"  # extra_headers have the last word
+    assert second.headers["Accept"] == "*/*"
+    assert first.json()["messages"] == [{"role": "user", "content": "hi"}]
+    assert first.json()["model"] == "m" and first.json()["stream"] is True
+
+
+def test_default_user_agent(llm_server: LLMServer) -> None:
+    llm_server.enqueue(ok_reply())
+    with Client(base_url=llm_server.url) as client:
+        client.stream("hi", model="m").collect()
+    assert llm_server.requests[0].headers["User-Agent"] == user_agent()
+    assert user_agent().startswith("llmx_sync/")
+    assert "Authorization" not in llm_server.requests[0].headers
+
+
+def test_prompt_forms(llm_server: LLMServer) -> None:
+    llm_server.enqueue(ok_reply(), ok_reply(), ok_reply())
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+    with Client(base_url=llm_server.url) as client:
+        client.stream(Prompt(input=[item], instructions="Be brief."), model="m").collect()
+        client.stream([item], model="m").collect()
+        client.stream("hi", model="m").collect()
+    bodies = [r.json()["messages"] for r in llm_server.requests]
+    assert bodies[0] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    assert bodies[1] == bodies[2] == [{"role": "user", "content": "hi"}]
+
+
+def test_no_secret_in_repr() -> None:
+    client = Client(base_url="http://127.0.0.1:9/v1", api_key=SECRET)
+    assert SECRET not in repr(client)
+    assert "Client(provider=Provider(name='custom'" in repr(client)
+    client.close()
+
+
+def test_base_url_and_api_key_replace_the_providers() -> None:
+    provider = Provider(name="p", base_url="http://a.example/v1", env_key="NOT_SET_ANYWHERE")
+    with Client(provider, base_url="http://b.example/v1", api_key=SECRET) as client:
+        assert client.provider.base_url == "http://b.example/v1"
+        assert client.provider.api_key() == SECRET
+        assert client.provider.name == "p"
+
+
+# --- settings precedence ---------------------------------------------------------------------
+
+
+def test_keyword_settings_win_over_the_provider(llm_server: LLMServer) -> None:
+    llm_server.enqueue(ok_reply(), ok_reply())
+    with make_client(llm_server, max_tokens=100, include_usage=False) as client:
+        client.stream("hi", model="m").collect()
+        client.stream("hi", model="m", max_tokens=5, include_usage=True, temperature=0.5, seed=7,
+                      extra_body={"top_k": 3}).collect()
+    provider_body, keyword_body = (r.json() for r in llm_server.requests)
+    assert provider_body["max_tokens"] == 100 and "stream_options" not in provider_body
+    assert keyword_body["max_tokens"] == 5 and keyword_body["stream_options"] == {"include_usage": True}
+    assert (keyword_body["temperature"], keyword_body["seed"], keyword_body["top_k"]) == (0.5, 7, 3)
+
+
+def test_request_max_retries_keyword_wins(llm_server: LLMServer) -> None:
+    retry_now = {"Retry-After": "0"}
+    llm_server.enqueue(error_reply(503, headers=retry_now), ok_reply(),
+                       error_reply(503, headers=retry_now), ok_reply())
+    with make_client(llm_server, request_max_retries=0) as client:
+        with pytest.raises(RetryLimitReachedError):
+            client.stream("hi", model="m")
+        llm_server.enqueue(error_reply(503, headers=retry_now))
+        assert client.stream("hi", model="m", request_max_retries=1).collect().text == "ok"
+
+
+def test_max_retry_delay_keyword_wins(llm_server: LLMServer) -> None:
+    llm_server.enqueue(error_reply(429, headers={"Retry-After": "0.3"}), ok_reply())
+    with make_client(llm_server, max_retry_delay=0.1) as client:
+        with pytest.raises(RetryLimitReachedError):
+            client.stream("hi", model="m")
+        llm_server.enqueue(error_reply(429, headers={"Retry-After": "0.3"}), ok_reply())
+        assert client.stream("hi", model="m", max_retry_delay=1.0).collect().text == "ok"
+
+
+# --- errors before any I/O -------------------------------------------------------------------
+
+
+def test_errors_before_io(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLMX_TEST_MISSING_KEY", raising=False)
+    with Client(base_url=llm_server.url) as client:
+        with pytest.raises(UnsupportedOperationError, match="output_schema"):
+            client.stream(Prompt(input=[], output_schema={"type": "object"}), model="m")
+    with Client(Provider(name="p", base_url=llm_server.url, env_key="LLMX_TEST_MISSING_KEY")) as client:
+        with pytest.raises(EnvVarError, match="LLMX_TEST_MISSING_KEY"):
+            client.stream("hi", model="m")
+    with Client(Provider(name="p", base_url=llm_server.url, wire_api="responses")) as client:
+        with pytest.raises(UnsupportedOperationError, match="Responses API"):
+            client.stream("hi", model="m")
+    assert llm_server.requests == []
+    assert llm_server.connections_accepted == 0
+
+
+# --- the default provider --------------------------------------------------------------------
+
+
+@pytest.fixture
+def bare_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for var in ("LLMX_BASE_URL", "LLMX_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(client_module, "_answers", lambda address: False)
+    return monkeypatch
+
+
+def test_default_provider_from_the_environment(bare_env: pytest.MonkeyPatch) -> None:
+    bare_env.setenv("OPENAI_API_KEY", SECRET)
+    assert resolve_default_provider().name == "OpenAI"
+    bare_env.setenv("LLMX_BASE_URL", "http://127.0.0.1:4999/v1")
+    provider = resolve_default_provider()
+    assert (provider.name, provider.base_url) == ("LiteLLM", "http://127.0.0.1:4999/v1")
+
+
+def test_default_provider_a_litellm_proxy_on_localhost(bare_env: pytest.MonkeyPatch) -> None:
+    bare_env.setattr(client_module, "_answers", lambda address: address == ("localhost", 4000))
+    assert resolve_default_provider().name == "LiteLLM"
+
+
+def test_no_provider_anywhere_says_how_to_set_one(bare_env: pytest.MonkeyPatch) -> None:
+    def no_local(name: str) -> Provider:
+        raise ImportError("no local server here")
+
+    bare_env.setattr(Provider, "builtin", staticmethod(no_local))
+    with pytest.raises(ConfigError) as caught:
+        Client()
+    for hint in ("LLMX_BASE_URL", "OPENAI_API_KEY", "Client(base_url="):
+        assert hint in str(caught.value)
+
+
+def test_probe_is_quick_and_bounded() -> None:
+    assert client_module._answers(("127.0.0.1", 9)) is False  # discard port: nobody listens
+
+
+# --- where users write their loops ------------------------------------------------------------
+
+
+def test_for_loop_inside_a_running_event_loop(llm_server: LLMServer) -> None:
+    """A Jupyter cell runs in a thread with a running asyncio loop; the SDK must not care."""
+    llm_server.enqueue(ok_reply("in ", "a loop"))
+
+    async def cell() -> str:
+        with Client(base_url=llm_server.url) as client:
+            return "".join(e.delta for e in client.stream("hi", model="m") if isinstance(e, OutputTextDelta))
+
+    assert asyncio.run(cell()) == "in a loop"
+
+
+def test_flask_view_behind_werkzeug(llm_server: LLMServer) -> None:
+    flask = pytest.importorskip("flask")
+    from werkzeug.serving import make_server
+
+    llm_server.default = ok_reply("from ", "flask")
+    shared = Client(base_url=llm_server.url)  # one module-level client for all requests
+    app = flask.Flask("llmx_sync_test")
+
+    @app.route("/ask")
+    def ask() -> flask.Response:
+        stream = shared.stream(flask.request.args["q"], model="m")
+
+        def body() -> Iterator[str]:
+            with stream:
+                yield from stream.text_stream
+
+        return flask.Response(body(), mimetype="text/plain")
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-werkzeug", daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/ask"
+        answers: list[str] = []
+        workers = [threading.Thread(target=lambda: answers.append(requests.get(url, params={"q": "x"}, timeout=10).text))
+                   for _ in range(5)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+        assert answers == ["from flask"] * 5
+    finally:
+        server.shutdown()
+        thread.join(5)
+        shared.close()

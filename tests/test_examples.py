@@ -1,0 +1,139 @@
+"""Each script in examples/ run as a subprocess against the scripted LLM server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from llm_server import LLMServer, Reply, chat_chunk, sse_done, sse_event, text_stream_body, tool_call_delta
+from sockets import wait_for
+from stream_helpers import streamed_text
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+ANSWER = ["It is sunny ", "in Paris ", "today."]
+
+
+def example_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_example(name: str, server: LLMServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--base-url", server.url, "--model", "test-model", *args],
+        env=example_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=0.5)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+@contextmanager
+def serving_example(name: str, server: LLMServer, *args: str) -> Iterator[str]:
+    """The example's web server, started as a subprocess; its base URL once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / name), "--base-url", server.url, "--model", "test-model",
+         *args, "--port", str(port)],
+        env=example_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(lambda: answers(url) or process.poll() is not None, timeout=30, interval=0.1)
+        assert process.poll() is None, process.communicate()
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def test_stream_script_prints_the_answer(llm_server: LLMServer) -> None:
+    llm_server.enqueue(Reply(body=text_stream_body(ANSWER)))
+    done = run_example("stream_script.py", llm_server, "How is the weather?")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "".join(ANSWER) + "\n"
+    assert "finish reason: stop" in done.stderr
+    assert llm_server.requests[0].json()["messages"] == [{"role": "user", "content": "How is the weather?"}]
+
+
+def test_tool_loop_runs_the_function_and_sends_its_output_back(llm_server: LLMServer) -> None:
+    llm_server.enqueue(
+        Reply(body=[
+            sse_event(chat_chunk(role="assistant", tool_calls=[tool_call_delta(0, id="call_1", name="get_weather")])),
+            sse_event(chat_chunk(tool_calls=[tool_call_delta(0, arguments='{"city": ')])),
+            sse_event(chat_chunk(tool_calls=[tool_call_delta(0, arguments='"Paris"}')])),
+            sse_event(chat_chunk(finish_reason="tool_calls")),
+            sse_done(),
+        ]),
+        Reply(body=text_stream_body(ANSWER)),
+    )
+    done = run_example("tool_loop.py", llm_server, "Weather in Paris?")
+    assert done.returncode == 0, done.stderr
+    weather = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
+    assert done.stdout == f'[tool] get_weather({{"city": "Paris"}}) -> {weather}\n' + "".join(ANSWER) + "\n"
+
+    first, second = (request.json() for request in llm_server.requests)
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert [tool["function"]["name"] for tool in first["tools"]] == ["get_weather"]
+    call, output = second["messages"][-2:]
+    assert call["role"] == "assistant"
+    assert [c["id"] for c in call["tool_calls"]] == ["call_1"]
+    assert output == {"role": "tool", "tool_call_id": "call_1", "content": weather}
+    assert second["tool_choice"] == "none"
+
+
+def test_flask_chat_serves_its_page_and_streams_answers(llm_server: LLMServer) -> None:
+    llm_server.enqueue(Reply(body=text_stream_body(ANSWER)))
+    with serving_example("flask_chat.py", llm_server) as url:
+        page = requests.get(url, timeout=5)
+        assert page.ok and "<title>llmx_sync chat</title>" in page.text
+        history = [{"role": "user", "text": "Hi"}, {"role": "assistant", "text": "Hello!"},
+                   {"role": "user", "text": "Weather?"}]
+        with requests.post(f"{url}/chat", json={"messages": history}, stream=True, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            assert streamed_text(response) == "".join(ANSWER)
+    assert llm_server.requests[0].json()["messages"] == [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Weather?"},
+    ]
+
+
+def test_flask_chat_answers_a_malformed_conversation_with_400(llm_server: LLMServer) -> None:
+    with serving_example("flask_chat.py", llm_server) as url:
+        response = requests.post(f"{url}/chat", json={"messages": [{"role": "system", "text": "x"}]}, timeout=5)
+    assert response.status_code == 400
+    assert llm_server.requests == []
+
+
+def test_django_view_streams_an_answer(llm_server: LLMServer) -> None:
+    llm_server.enqueue(Reply(body=text_stream_body(ANSWER)))
+    with serving_example("django_view.py", llm_server) as url:
+        with requests.get(f"{url}/chat", params={"q": "Weather?"}, stream=True, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            assert streamed_text(response) == "".join(ANSWER)
+    assert llm_server.requests[0].json()["messages"] == [{"role": "user", "content": "Weather?"}]

@@ -1,0 +1,370 @@
+"""llmx_sync.transport: the retry rules (pure), the retry loop (mocked with `responses`
+where requests is all there is to it, the real test server where sockets matter),
+log redaction, and the chunked-body decoder."""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import logging
+import socket
+import threading
+import time
+
+import pytest
+import requests
+import responses
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from llm_server import LLMServer, Reply, error_reply, text_reply, text_stream_body
+from streaming_support import make_client, split_at
+
+from llmx_sync.errors import (
+    BadRequestError,
+    ConnectionFailedError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+    RetryLimitReachedError,
+    UnexpectedStatusError,
+)
+from llmx_sync.transport import (
+    Transport,
+    _Dechunker,
+    backoff,
+    is_retryable_status,
+    parse_retry_after,
+    redact_headers,
+    request_id,
+    retry_delay,
+)
+
+URL = "http://llm.test/v1/chat/completions"
+SECRET = "sk-test-SECRET-123"
+
+
+class FixedRandom:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def send(transport: Transport, url: str = URL, **overrides: object) -> requests.Response:
+    options: dict[str, object] = dict(
+        headers={"Authorization": f"Bearer {SECRET}"}, body=b"{}", max_retries=4, max_retry_delay=60.0,
+        connect_timeout=2.0, read_timeout=5.0,
+    )
+    options.update(overrides)
+    return transport.send(url, **options)  # type: ignore[arg-type]
+
+
+# --- pure rules ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 599])
+def test_retryable_statuses(status: int) -> None:
+    assert is_retryable_status(status)
+
+
+@pytest.mark.parametrize("status", [200, 301, 400, 401, 403, 404, 413, 422, 499, 600])
+def test_final_statuses(status: int) -> None:
+    assert not is_retryable_status(status)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "low_ms", "high_ms"),
+    [(0, 180, 219), (1, 180, 219), (2, 360, 439), (3, 720, 879), (4, 1440, 1759), (5, 2880, 3519)],
+)
+def test_backoff_is_the_seeds_table(attempt: int, low_ms: int, high_ms: int) -> None:
+    assert backoff(attempt, FixedRandom(0.0)) == low_ms / 1000
+    assert backoff(attempt, FixedRandom(0.999999999)) == high_ms / 1000
+    assert low_ms / 1000 <= backoff(attempt) <= high_ms / 1000
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "3"}, 3.0),
+        ({"Retry-After": "1.5"}, 1.5),
+        ({"Retry-After": " 0 "}, 0.0),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after-ms": "12.5"}, 0.0125),
+        ({"Retry-After-Ms": "250", "Retry-After": "10"}, 0.25),  # ms wins
+        ({"retry-after-ms": "-5", "Retry-After": "2"}, 2.0),  # an unusable ms falls through
+        ({"Retry-After": "-1"}, None),
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "1e3"}, None),
+        ({"Retry-After": "nan"}, None),
+        ({"Retry-After": ""}, None),
+        ({}, None),
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(headers) == expected
+
+
+def test_retry_after_http_date() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after({"Retry-After": email.utils.formatdate(now + 30, usegmt=True)}, now=lambda: now) == 30.0
+    assert parse_retry_after({"Retry-After": email.utils.formatdate(now - 30, usegmt=True)}, now=lambda: now) is None
+    assert parse_retry_after({"Retry-After": "Wed, 99 Foo 2024 99:00:00 GMT"}, now=lambda: now) is None
+
+
+def test_retry_delay_falls_back_to_the_backoff() -> None:
+    assert retry_delay(2, {"Retry-After": "7"}) == 7.0
+    assert retry_delay(2, {"Retry-After": "-7"}, rng=FixedRandom(0.5)) == backoff(2, FixedRandom(0.5)) == 0.4
+    assert retry_delay(1, {}, rng=FixedRandom(0.0)) == 0.18
+
+
+def test_request_id_header_order() -> None:
+    assert request_id(requests.structures.CaseInsensitiveDict({"cf-ray": "c", "X-Request-Id": "x"})) == "x"
+    assert request_id(requests.structures.CaseInsensitiveDict({"cf-ray": "c", "Request-Id": "r"})) == "r"
+    assert request_id(requests.structures.CaseInsensitiveDict({"CF-RAY": "c"})) == "c"
+    assert request_id(requests.structures.CaseInsensitiveDict({})) is None
+
+
+def test_redact_headers() -> None:
+    headers = {
+        "Authorization": f"Bearer {SECRET}", "api-key": SECRET, "X-Api-Key": SECRET, "Cookie": SECRET,
+        "Proxy-Authorization": SECRET, "X-Goog-Api-Key": SECRET, "x-auth-token": SECRET,
+        "Content-Type": "application/json", "x-openai-subagent": "review",
+    }
+    redacted = redact_headers(headers)
+    assert SECRET not in repr(redacted)
+    assert redacted["Content-Type"] == "application/json"
+    assert redacted["x-openai-subagent"] == "review"
+    assert redacted["Authorization"] == "***"
+
+
+# --- the chunked decoder --------------------------------------------------------------------
+
+
+def chunked(*pieces: bytes, extension: bytes = b"", trailers: bytes = b"") -> bytes:
+    body = b"".join(b"%x%b\r\n%b\r\n" % (len(p), extension, p) for p in pieces)
+    return body + b"0\r\n" + trailers + b"\r\n"
+
+
+PAYLOADS = [b"data: {\"a\":1}\n\n", b"\r\n\r\n", b"0\r\n\r\n", b"x" * 300, b"data: [DONE]\n\n"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_dechunker_any_split(data: st.DataObject) -> None:
+    extension = data.draw(st.sampled_from([b"", b";name=value"]))
+    trailers = data.draw(st.sampled_from([b"", b"X-Trailer: 1\r\n"]))
+    framed = chunked(*PAYLOADS, extension=extension, trailers=trailers)
+    cuts = data.draw(st.sets(st.integers(1, len(framed) - 1), max_size=12))
+    decoder = _Dechunker()
+    out = b"".join(decoder.feed(piece) for piece in split_at(framed, cuts))
+    assert out == b"".join(PAYLOADS)
+    assert decoder.done
+
+
+def test_dechunker_stops_at_the_last_chunk() -> None:
+    decoder = _Dechunker()
+    assert decoder.feed(chunked(b"abc") + b"garbage after the body") == b"abc"
+    assert decoder.done
+
+
+@pytest.mark.parametrize("framed", [b"zz\r\nabc\r\n", b"-3\r\nabc\r\n", b"1" * 5000])
+def test_dechunker_rejects_garbage(framed: bytes) -> None:
+    with pytest.raises(ValueError):
+        _Dechunker().feed(framed)
+
+
+# --- the retry loop, requests mocked ----------------------------------------------------------
+
+
+@pytest.fixture
+def mocked() -> responses.RequestsMock:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def transport() -> Transport:
+    with Transport() as t:
+        yield t
+
+
+def test_retries_retryable_statuses_then_succeeds(mocked: responses.RequestsMock, transport: Transport) -> None:
+    for status in (429, 408, 409, 500, 503):
+        mocked.post(URL, status=status, body="busy", headers={"Retry-After": "0"})
+    mocked.post(URL, status=200, body=b"data: [DONE]\n\n", content_type="text/event-stream")
+    response = send(transport, max_retries=5)
+    assert response.status_code == 200
+    assert len(mocked.calls) == 6
+    response.close()
+
+
+def test_retry_limit_reached_keeps_the_last_status_error(mocked: responses.RequestsMock, transport: Transport) -> None:
+    mocked.post(URL, status=503, body='{"error": "overloaded"}', headers={"Retry-After": "0", "x-request-id": "req-9"})
+    with pytest.raises(RetryLimitReachedError) as caught:
+        send(transport, max_retries=2)
+    assert len(mocked.calls) == 3  # max_retries + 1 attempts
+    error = caught.value
+    assert (error.status, error.request_id) == (503, "req-9")
+    assert str(error) == "exceeded retry limit, last status: 503 Service Unavailable, request id: req-9"
+    cause = error.__cause__
+    assert isinstance(cause, InternalServerError)
+    assert cause.body == '{"error": "overloaded"}'
+
+
+def test_zero_retries_means_one_attempt(mocked: responses.RequestsMock, transport: Transport) -> None:
+    mocked.post(URL, status=429, body="slow down")
+    with pytest.raises(RetryLimitReachedError) as caught:
+        send(transport, max_retries=0)
+    assert len(mocked.calls) == 1
+    assert isinstance(caught.value.__cause__, RateLimitError)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(400, BadRequestError), (404, NotFoundError), (418, UnexpectedStatusError), (422, UnexpectedStatusError)],
+)
+def test_final_status_raises_at_once_with_body_and_request_id(
+    mocked: responses.RequestsMock, transport: Transport, status: int, error_type: type[UnexpectedStatusError]
+) -> None:
+    mocked.post(URL, status=status, body="bad things ✓", headers={"cf-ray": "ray-1"})
+    with pytest.raises(error_type) as caught:
+        send(transport)
+    assert len(mocked.calls) == 1
+    assert caught.value.status == status
+    assert caught.value.body == "bad things ✓"
+    assert caught.value.request_id == "ray-1"
+    assert str(caught.value).endswith(": bad things ✓, request id: ray-1")
+
+
+def test_a_server_asking_for_too_long_ends_the_retries(mocked: responses.RequestsMock, transport: Transport) -> None:
+    mocked.post(URL, status=429, body="come back tomorrow", headers={"Retry-After": "3600"})
+    started = time.monotonic()
+    with pytest.raises(RetryLimitReachedError) as caught:
+        send(transport, max_retry_delay=60.0)
+    assert time.monotonic() - started < 1.0
+    assert len(mocked.calls) == 1
+    assert isinstance(caught.value.__cause__, RateLimitError)
+    assert caught.value.__cause__.body == "come back tomorrow"
+
+
+def test_cancel_ends_a_retry_wait(mocked: responses.RequestsMock, transport: Transport) -> None:
+    mocked.post(URL, status=503, headers={"Retry-After": "30"})
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailedError, match="the client was closed"):
+        send(transport, cancel=cancel)
+    assert time.monotonic() - started < 2.0
+
+
+def test_retries_are_logged_at_info_without_secrets(
+    mocked: responses.RequestsMock, transport: Transport, caplog: pytest.LogCaptureFixture
+) -> None:
+    mocked.post(URL, status=429, headers={"Retry-After": "0"})
+    mocked.post(URL, status=200, body=b"", content_type="text/event-stream")
+    url = URL + f"?api-key={SECRET}"
+    with caplog.at_level(logging.DEBUG, logger="llmx_sync"):
+        send(transport, url, headers={"Authorization": f"Bearer {SECRET}", "api-key": SECRET}).close()
+    retries = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(retries) == 1
+    assert "attempt 1 of 5" in retries[0].getMessage() and "429 Too Many Requests" in retries[0].getMessage()
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and "POST" in r.getMessage()]
+    assert debug and "'Authorization': '***'" in debug[0]
+    assert SECRET not in caplog.text
+
+
+# --- the retry loop against a real server ---------------------------------------------------
+
+
+def _gaps(server: LLMServer) -> list[float]:
+    times = [r.received_at for r in server.requests]
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "300", "Retry-After": "5"}, 0.3),
+        ({"Retry-After": "0.4"}, 0.4),
+        ({"Retry-After": "1"}, 1.0),
+    ],
+)
+def test_retry_after_is_honoured(llm_server: LLMServer, headers: dict[str, str], expected: float) -> None:
+    llm_server.enqueue(error_reply(429, "slow down", headers=headers), Reply(body=text_stream_body(["ok"])))
+    with make_client(llm_server) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    (gap,) = _gaps(llm_server)
+    assert expected - 0.02 <= gap <= expected + 0.5
+
+
+def test_retry_after_date_is_honoured(llm_server: LLMServer) -> None:
+    # An HTTP date has whole seconds: two seconds ahead is between one and two from now.
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    llm_server.enqueue(error_reply(503, headers={"Retry-After": when}), Reply(body=text_stream_body(["ok"])))
+    with make_client(llm_server) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    (gap,) = _gaps(llm_server)
+    assert 0.9 <= gap <= 2.6
+
+
+def test_without_retry_after_the_backoff_applies(llm_server: LLMServer) -> None:
+    llm_server.enqueue(text_reply("oops", status=500), text_reply("oops", status=502),
+                       Reply(body=text_stream_body(["ok"])))
+    with make_client(llm_server) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    first, second = _gaps(llm_server)
+    assert 0.18 <= first <= 0.22 + 0.3
+    assert 0.36 <= second <= 0.44 + 0.3
+
+
+def test_a_retried_response_goes_back_to_the_pool(llm_server: LLMServer) -> None:
+    llm_server.enqueue(error_reply(503, headers={"Retry-After": "0"}), error_reply(429, headers={"Retry-After": "0"}),
+                       Reply(body=text_stream_body(["ok"])))
+    with make_client(llm_server) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    assert len(llm_server.requests) == 3
+    assert llm_server.connections_accepted == 1
+
+
+def test_close_without_response_is_retried(llm_server: LLMServer) -> None:
+    llm_server.enqueue(Reply(close_without_response=True), Reply(body=text_stream_body(["ok"])))
+    with make_client(llm_server) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    assert len(llm_server.requests) == 2
+
+
+def test_close_without_response_every_time(llm_server: LLMServer) -> None:
+    llm_server.default = Reply(close_without_response=True)
+    with make_client(llm_server, request_max_retries=1) as client, pytest.raises(ConnectionFailedError) as caught:
+        client.stream("hi", model="m")
+    assert len(llm_server.requests) == 2
+    assert "closed the connection without sending a response" in str(caught.value)
+
+
+def test_connection_refused_after_retries(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="llmx_sync"), Transport() as transport:
+        with pytest.raises(ConnectionFailedError) as caught:
+            send(transport, f"http://127.0.0.1:{port}/v1/chat/completions?key={SECRET}", max_retries=2)
+    elapsed = time.monotonic() - started
+    assert str(caught.value) == f"Connection failed: error sending request to http://127.0.0.1:{port}: Connection refused"
+    assert 0.18 + 0.36 <= elapsed < 0.22 + 0.44 + 1.0
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        f"attempt 1 of 3 failed (error sending request to http://127.0.0.1:{port}: Connection refused)",
+        f"attempt 2 of 3 failed (error sending request to http://127.0.0.1:{port}: Connection refused)",
+    ]
+    assert SECRET not in caplog.text
+
+
+def test_timeout_waiting_for_the_response_is_a_connection_error(llm_server: LLMServer) -> None:
+    def slow(request: object) -> Reply:
+        time.sleep(0.5)
+        return Reply(body=text_stream_body(["late"]))
+
+    llm_server.handler = slow
+    with Transport() as transport, pytest.raises(ConnectionFailedError, match="timed out waiting for the response"):
+        send(transport, llm_server.chat_url, max_retries=0, read_timeout=0.2)
