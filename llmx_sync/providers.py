@@ -63,6 +63,10 @@ class Provider(DataClassJsonMixin):
     cache_control: bool = False
     max_retry_delay: float = 60.0
     connect_timeout: float = 10.0
+    # `content` of an assistant message that carries tool calls. None sends JSON
+    # null, as OpenAI documents and the seed does; llama-cpp-python's server rejects
+    # null there and needs a string, so the `local` provider sets "".
+    tool_call_content: str | None = None
 
     def __post_init__(self) -> None:
         if self.wire_api not in WIRE_APIS:
@@ -220,7 +224,7 @@ class Provider(DataClassJsonMixin):
 
 
 _STRING_MAPS = ("query_params", "http_headers", "env_http_headers")
-_OPTIONAL_STRINGS = ("base_url", "env_key", "env_key_instructions", "experimental_bearer_token")
+_OPTIONAL_STRINGS = ("base_url", "env_key", "env_key_instructions", "experimental_bearer_token", "tool_call_content")
 _OPTIONAL_UINTS = ("request_max_retries", "stream_max_retries", "stream_idle_timeout_ms", "max_tokens")
 _BOOLS = ("requires_openai_auth", "include_usage", "cache_control")
 _SECONDS = ("max_retry_delay", "connect_timeout")

@@ -278,6 +278,15 @@ def system_message(instructions: str | None) -> list[dict[str, Any]]:
     return [] if instructions is None else [{"role": "system", "content": instructions}]
 
 
+def fill_tool_call_content(messages: list[dict[str, Any]], content: str | None) -> list[dict[str, Any]]:
+    """Give tool-call messages `content` instead of null (`Provider.tool_call_content`)."""
+    if content is not None:
+        for message in messages:
+            if "tool_calls" in message and message["content"] is None:
+                message["content"] = content
+    return messages
+
+
 def build_messages(items: Sequence[ResponseItem], instructions: str | None,
                    orphan_tool_calls: OrphanToolCalls = "drop") -> list[dict[str, Any]]:
     """The `messages` array for `items` (already formatted, see `format_input`)."""
@@ -455,7 +464,8 @@ def build_chat_request(
 
     payload: dict[str, Any] = {
         "model": model,
-        "messages": build_messages(items, instructions, orphan_tool_calls),
+        "messages": fill_tool_call_content(build_messages(items, instructions, orphan_tool_calls),
+                                           defaults.tool_call_content),
         "stream": True,
     }
     if include_usage:

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Union
+from typing import Final, Protocol, Union
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -173,6 +173,16 @@ class _Reader:
         return False
 
 
+class EventStream(Protocol):
+    """What the web and notebook helpers need of a stream (`ResponseStream` is one)."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def next_event(self, timeout: float | None = None) -> Event: ...
+
+    def close(self) -> None: ...
+
+
 class ResponseStream:
     """The events of one streamed answer: iterate over it, once.
 
@@ -211,13 +221,25 @@ class ResponseStream:
     def __next__(self) -> Event:
         event = next(self._batch, None)
         if event is None:
-            event = self._next_batch()
+            event = self._next_batch(None)
         return event
 
-    def _next_batch(self) -> Event:
+    def next_event(self, timeout: float | None = None) -> Event:
+        """The next event, waiting at most `timeout` seconds (None: no limit).
+
+        Raises `TimeoutError` when none came in time (the stream goes on: call
+        again), `StopIteration` at the end, or the stream's error. This is what a
+        web response needs to send heartbeats while the model is silent.
+        """
+        event = next(self._batch, None)
+        if event is None:
+            event = self._next_batch(None if timeout is None else time.monotonic() + timeout)
+        return event
+
+    def _next_batch(self, deadline: float | None) -> Event:
         if self._finished:
             raise StopIteration
-        item = self._wait()
+        item = self._wait(deadline)
         if type(item) is list:
             self._batch = batch = iter(item)
             return next(batch)  # batches are never empty
@@ -226,19 +248,26 @@ class ResponseStream:
             raise item
         raise StopIteration
 
-    def _wait(self) -> _Item:
+    def _wait(self, deadline: float | None) -> _Item:
         """The next queued item; waits in slices so that Ctrl-C and `close()` from
-        another thread are noticed promptly."""
+        another thread are noticed promptly. `TimeoutError` once `deadline` passed."""
         get = self._queue.get
         try:
             while True:
+                wait = _WAIT_SLICE
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        raise TimeoutError("no event within the timeout")
                 try:
-                    return get(timeout=_WAIT_SLICE)
+                    return get(timeout=wait)
                 except queue.Empty:
                     if self._finished:  # closed by another thread
                         return _END
                     if not self._reader.thread.is_alive() and self._queue.empty():
                         return StreamError("the reader thread ended without a result")
+        except TimeoutError:
+            raise
         except BaseException:  # KeyboardInterrupt while waiting: nobody will read on
             self.close()
             raise

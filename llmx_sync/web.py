@@ -23,9 +23,9 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._relay import EventStream, TimedEvents
 from .errors import LlmxError
 from .events import Event, OutputTextDelta, event_to_dict
+from .stream import EventStream
 
 if TYPE_CHECKING:
     from django.http import StreamingHttpResponse
@@ -100,11 +100,10 @@ def sse_response_body(stream: EventStream, *, heartbeat: float = 15.0) -> Iterat
 
 
 def _sse_frames(stream: EventStream, heartbeat: float) -> Iterator[bytes]:
-    events = TimedEvents(stream)
     try:
         while True:
             try:
-                event = events.next(timeout=heartbeat)
+                event = stream.next_event(timeout=heartbeat)
             except TimeoutError:
                 yield HEARTBEAT_FRAME
                 continue
@@ -118,7 +117,7 @@ def _sse_frames(stream: EventStream, heartbeat: float) -> Iterator[bytes]:
             yield event_frame(event)
         yield DONE_FRAME
     finally:
-        events.close()
+        stream.close()
 
 
 def text_body(stream: EventStream) -> Iterator[bytes]:

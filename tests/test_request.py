@@ -631,3 +631,19 @@ def test_with_drop_every_function_call_sent_has_a_tool_output_after_it(history: 
             if tool_call["type"] == "function":
                 assert any(later.get("role") == "tool" and later["tool_call_id"] == tool_call["id"]
                            for later in sent[index + 1:]), (tool_call, sent)
+
+
+def test_tool_call_content_is_null_unless_the_provider_sets_a_string() -> None:
+    history = [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+        {"type": "function_call", "name": "get_weather", "arguments": "{}", "call_id": "c1"},
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+    ]
+    prompt = Prompt(input=history)
+    default = build_chat_request(prompt, "m")
+    local_like = build_chat_request(prompt, "m", Provider(name="local", tool_call_content=""))
+    assert [m["content"] for m in default["messages"] if "tool_calls" in m] == [None]
+    assert [m["content"] for m in local_like["messages"] if "tool_calls" in m] == [""]
+    # only tool-call messages change
+    assert [m for m in local_like["messages"] if "tool_calls" not in m] == \
+        [m for m in default["messages"] if "tool_calls" not in m]

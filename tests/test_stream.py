@@ -482,3 +482,17 @@ def test_a_stream_is_a_plain_iterator(llm_server: LLMServer, client: Client) -> 
     assert [e.type for e in stream] == ["output_text.delta", "output_item.done", "completed"]
     with pytest.raises(StopIteration):
         next(stream)
+
+
+def test_next_event_times_out_and_the_stream_goes_on(llm_server: LLMServer, client: Client) -> None:
+    llm_server.enqueue(Reply(body=[sse_event(chat_chunk("a")), Pause(0.6), sse_event(chat_chunk("b")), sse_done()]))
+    with client.stream("hi", model="m") as stream:
+        assert isinstance(stream.next_event(timeout=5), OutputItemAdded)
+        assert stream.next_event(timeout=5) == OutputTextDelta("a")
+        with pytest.raises(TimeoutError):
+            stream.next_event(timeout=0.1)
+        rest = [stream.next_event(timeout=5) for _ in range(3)]
+        assert rest[0] == OutputTextDelta("b")
+        assert isinstance(rest[-1], Completed)
+        with pytest.raises(StopIteration):
+            stream.next_event(timeout=5)

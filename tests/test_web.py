@@ -34,8 +34,8 @@ from llmx_sync.web import (
 HELLO = [OutputTextDelta("Hel"), OutputTextDelta("lo ✓\n"), Completed("resp-1", None, "stop")]
 
 
-def no_relay_threads() -> bool:
-    return not live_threads("llmx_sync-relay")
+def no_sdk_threads() -> bool:
+    return not live_threads("llmx_sync-")
 
 
 # --- pure framing ----------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def test_sse_body_frames_each_event_and_ends_with_done() -> None:
         b"data: [DONE]\n\n"
     )
     assert stream.closed.is_set()
-    assert wait_for(no_relay_threads)
+    assert wait_for(no_sdk_threads)
 
 
 def test_sse_body_turns_an_sdk_error_into_an_error_frame_and_stops() -> None:
@@ -87,7 +87,7 @@ def test_sse_body_sends_heartbeats_while_the_stream_is_silent() -> None:
     assert 0.1 <= time.monotonic() - started < 2
     body.close()
     assert stream.closed.is_set()
-    assert wait_for(no_relay_threads)
+    assert wait_for(no_sdk_threads)
 
 
 def test_closing_the_sse_body_mid_stream_closes_the_stream() -> None:
@@ -96,7 +96,7 @@ def test_closing_the_sse_body_mid_stream_closes_the_stream() -> None:
     next(body)
     body.close()  # what a WSGI server does when the browser went away
     assert stream.closed.is_set()
-    assert wait_for(no_relay_threads)
+    assert wait_for(no_sdk_threads)
 
 
 def test_text_body_yields_only_the_answer_as_utf8() -> None:
@@ -269,7 +269,7 @@ def test_a_browser_going_away_closes_the_upstream_request(web: str, llm_server: 
         assert "output_text.delta" in kinds  # read up to the first token, then leave
     assert llm_server.wait_for_client_disconnect(timeout=1.0)
     assert llm_server.wait_until_no_open_connections(timeout=1.0)
-    assert wait_for(no_relay_threads)
+    assert wait_for(no_sdk_threads)
 
 
 @pytest.mark.parametrize(("failure", "error_type", "message"), [

