@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -72,6 +72,15 @@ def resolve_default_provider() -> Provider:
     )
 
 
+def _use_local_server(provider: Provider) -> Callable[[], None] | None:
+    """Tie the bundled local server's life to the clients using it (see `local.py`)."""
+    if provider.name != "local":
+        return None
+    from .local import use_shared_server  # only a local provider needs the launcher
+
+    return use_shared_server(provider.base_url)
+
+
 def _as_prompt(prompt: Prompt | str | Sequence[ResponseItem | Mapping[str, Any]]) -> Prompt:
     if isinstance(prompt, Prompt):
         return prompt
@@ -118,6 +127,7 @@ class Client:
         self._closed = threading.Event()  # also cancels retry waits
         self._streams: weakref.WeakSet[ResponseStream] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._end_local_use = _use_local_server(provider)
 
     def stream(
         self,
@@ -206,6 +216,8 @@ class Client:
             stream.close()
         if self._owns_transport:
             self._transport.close()
+        if self._end_local_use is not None:
+            self._end_local_use()  # the last client of the bundled local model stops it
 
     def __enter__(self) -> Client:
         return self

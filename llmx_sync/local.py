@@ -53,6 +53,7 @@ __all__ = [
     "LocalServer",
     "LlamaServerBinary",
     "shared_server",
+    "use_shared_server",
     "local_provider",
 ]
 
@@ -668,20 +669,55 @@ class LlamaServerBinary(LocalServer):
 
 _shared_lock = threading.Lock()
 _shared: LocalServer | None = None
+_shared_url: str | None = None  # the shared server's base URL, kept across restarts
+_shared_users = 0  # open clients using it (see `use_shared_server`)
 
 
 def shared_server() -> LocalServer:
     """A process-wide `LocalServer` with the bundled model, started on first use.
 
-    It is stopped at interpreter exit (or dies with the process).
+    It is stopped when the last client using it closes (`use_shared_server`), or at
+    interpreter exit (or dies with the process).
     """
-    global _shared
+    global _shared, _shared_url
     with _shared_lock:
         if _shared is None:
             _shared = LocalServer()
         server = _shared
     server.start()  # no-op when running; restarts it if it died
+    with _shared_lock:
+        _shared_url = server.base_url
     return server
+
+
+def use_shared_server(base_url: str | None) -> Callable[[], None] | None:
+    """Count one more user (a `Client`) of the shared server, if `base_url` is its URL.
+
+    Restarts the server if the last user had stopped it (on the same port when it
+    is free, so the URL stays valid). Returns the function that ends this use —
+    the last one stops the server — or None when `base_url` is another server's.
+    """
+    global _shared_users
+    with _shared_lock:
+        server = _shared
+        if server is None or base_url is None or base_url != _shared_url:
+            return None
+        _shared_users += 1
+    server.start()
+    ended = False
+
+    def end_use() -> None:
+        global _shared_users
+        nonlocal ended
+        with _shared_lock:  # held while stopping, so a new user waits and restarts it
+            if ended:
+                return
+            ended = True
+            _shared_users -= 1
+            if _shared_users == 0:
+                server.stop()
+
+    return end_use
 
 
 def local_provider() -> Provider:

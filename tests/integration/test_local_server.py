@@ -320,6 +320,28 @@ def test_local_provider_points_at_the_shared_server() -> None:
     shared_server().stop()
 
 
+@needs_llama_cpp
+def test_the_last_client_of_the_local_provider_stops_the_server() -> None:
+    from llmx_sync import Client, Provider
+
+    provider = Provider.builtin("local")
+    first, second = Client(provider), Client(provider)
+    server = shared_server()
+    pid = server.pid
+    assert pid is not None
+    first.close()
+    assert server.running and server.pid == pid  # still in use by `second`
+    assert second.stream("Hi", model="local", max_tokens=2).collect().finish_reason
+    second.close()
+    assert not server.running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with Client(provider) as third:  # a new client restarts it behind the same URL
+        assert server.running and server.base_url == provider.base_url
+        assert third.stream("Hi", model="local", max_tokens=2).collect().finish_reason
+    assert not server.running
+
+
 def test_missing_model_error_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
