@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
-from ._serde_json import as_array, loads
+from ._rust_compat import as_array, loads
 from .errors import InvalidInputError
 from .models import (
     CustomToolCall,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
-from ._serde_json import check_json_value, is_json
+from ._rust_compat import check_json_value, is_blank, is_json
 from .errors import InvalidInputError, UnsupportedOperationError
 from .models import (
     CustomToolCall,
@@ -51,26 +51,6 @@ NOT_GIVEN: Final = NotGiven.NOT_GIVEN
 
 OrphanToolCalls = Literal["drop", "truncate", "keep"]
 ORPHAN_TOOL_CALL_POLICIES: Final = ("drop", "truncate", "keep")
-
-
-# --- Rust's str::trim -----------------------------------------------------------
-
-# Rust's `char::is_whitespace` is the Unicode White_Space property. Python's
-# `str.strip()` also strips U+001C..U+001F (information separators), Rust does not.
-RUST_WHITESPACE: Final = (
-    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
-
-
-def rust_trim(text: str) -> str:
-    """`text.trim()` as Rust does it."""
-    return text.strip(RUST_WHITESPACE)
-
-
-def is_blank(text: str) -> bool:
-    """`text.trim().is_empty()` as Rust does it."""
-    return not rust_trim(text)
 
 
 # --- reasoning anchors (seed §2.3) -----------------------------------------------

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from ._rust_compat import rust_trim
 from .errors import InStreamError, LlmxError, StreamError
 from .events import (
     Completed,
@@ -232,11 +233,7 @@ def rate_limit_snapshot(headers: Mapping[str, str], now: Callable[[], float]) ->
 
 # --- chunk fields ---------------------------------------------------------------------------
 
-# Rust's `str::trim` strips Unicode White_Space, which differs from `str.strip()` (\x1c-\x1f).
-_RUST_WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-                    "\u2028\u2029\u202f\u205f\u3000")
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-
 
 def _reject_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")  # serde_json rejects NaN and Infinity
@@ -428,7 +425,7 @@ class ChatSSEParser:
         for event in events:
             self._saw_event = True
             data = event.data
-            if data.strip(_RUST_WHITESPACE) == "[DONE]":
+            if rust_trim(data) == "[DONE]":
                 self._complete(out)
             else:
                 try:

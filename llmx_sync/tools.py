@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
-from ._serde_json import as_array, check_json_value
+from ._rust_compat import as_array, check_json_value
 from .errors import InvalidInputError
 from .models import _Fields, json_type_name
 

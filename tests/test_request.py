@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from item_strategies import items
 from reference_cases import reference_case
 
+from llmx_sync._rust_compat import RUST_WHITESPACE, is_blank, rust_trim
 from llmx_sync.errors import InvalidInputError, UnsupportedOperationError
 from llmx_sync.models import (
     CustomToolCall,
@@ -41,16 +42,13 @@ from llmx_sync.prompt import Prompt
 from llmx_sync.providers import Provider
 from llmx_sync.request import (
     NOT_GIVEN,
-    RUST_WHITESPACE,
     anchor_reasoning,
     build_chat_request,
     build_messages,
-    is_blank,
     is_duplicate_assistant,
     last_emitted_role,
     malformed_calls,
     message_to_chat,
-    rust_trim,
     skipped_outputs,
     truncation_index,
     unanswered_calls,

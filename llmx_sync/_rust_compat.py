@@ -1,4 +1,5 @@
-"""JSON the way the seed's serde_json sees it, and plain-JSON checks for caller data.
+"""Rust-compatible text rules: JSON the way the seed's serde_json sees it, plain-JSON
+checks for caller data, and `str::trim`.
 
 Python's `json.loads` accepts text that serde_json rejects (seed-behaviour §14):
 `NaN`/`Infinity`, numbers beyond the f64 range, lone UTF-16 surrogate escapes and
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from .errors import InvalidInputError
 from .models import json_type_name
@@ -123,3 +124,21 @@ def check_json_value(value: Any, where: str) -> None:
         else:
             kind = "a mapping that is not a dict" if isinstance(node, Mapping) else type(node).__name__
             raise InvalidInputError(at, f"expected JSON data, got {kind}")
+
+
+# Rust's `char::is_whitespace` (used by `str::trim`) is the Unicode White_Space
+# property. Python's `str.strip()` also strips U+001C..U+001F, Rust does not.
+RUST_WHITESPACE: Final = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def rust_trim(text: str) -> str:
+    """`text.trim()` as Rust does it."""
+    return text.strip(RUST_WHITESPACE)
+
+
+def is_blank(text: str) -> bool:
+    """`text.trim().is_empty()` as Rust does it."""
+    return not rust_trim(text)
