@@ -150,12 +150,8 @@ def _origin(url: str) -> str:
         return "a malformed URL"
 
 
-def describe_connection_error(error: BaseException) -> str:
-    """A short reason for a failed attempt, without URLs or object reprs."""
-    if isinstance(error, requests.ConnectTimeout):
-        return "connect timed out"
-    if isinstance(error, requests.ReadTimeout):
-        return "timed out waiting for the response"
+def _error_chain(error: BaseException) -> list[BaseException]:
+    """`error` and what it wraps (urllib3 reasons, args, causes), outermost first."""
     seen: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and current not in seen:
@@ -168,6 +164,23 @@ def describe_connection_error(error: BaseException) -> str:
             current = nested[-1]
         else:
             current = current.__cause__ or current.__context__
+    return seen
+
+
+def closed_without_response(error: BaseException) -> bool:
+    """The server closed the connection before answering: most often a pooled
+    keep-alive connection the server had already dropped (llama.cpp's server does
+    this after every streamed answer without saying `Connection: close`)."""
+    return any(isinstance(e, http.client.RemoteDisconnected) for e in _error_chain(error))
+
+
+def describe_connection_error(error: BaseException) -> str:
+    """A short reason for a failed attempt, without URLs or object reprs."""
+    if isinstance(error, requests.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(error, requests.ReadTimeout):
+        return "timed out waiting for the response"
+    seen = _error_chain(error)
     for cause in reversed(seen):
         if isinstance(cause, http.client.RemoteDisconnected):
             return "the server closed the connection without sending a response"
@@ -243,6 +256,7 @@ class Transport:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("POST %s headers=%s body=%d bytes", origin, redact_headers(headers), len(body))
         attempt = 0
+        stale_retry_left = True
         while True:
             attempt += 1
             if cancel is not None and cancel.is_set():
@@ -252,6 +266,13 @@ class Transport:
                     url, data=body, headers=headers, stream=True, timeout=(connect_timeout, read_timeout)
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if stale_retry_left and closed_without_response(exc):
+                    # Once per request, at once and not counted: the dead connection
+                    # is gone from the pool, so the next try gets a live one.
+                    stale_retry_left = False
+                    attempt -= 1
+                    logger.debug("%s closed the connection without answering; sending again", origin)
+                    continue
                 reason = f"error sending request to {origin}: {describe_connection_error(exc)}"
                 delay = backoff(attempt, rng)
                 if attempt > max_retries or delay > max_retry_delay:

@@ -334,11 +334,21 @@ def test_close_without_response_is_retried(llm_server: LLMServer) -> None:
     assert len(llm_server.requests) == 2
 
 
+def test_close_without_response_is_sent_again_at_once_without_counting(llm_server: LLMServer,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="llmx_sync")
+    llm_server.enqueue(Reply(close_without_response=True), Reply(body=text_stream_body(["ok"])))
+    with make_client(llm_server, request_max_retries=0) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    assert len(llm_server.requests) == 2
+    assert not [r for r in caplog.records if r.levelname == "INFO"]  # no counted retry, no backoff
+
+
 def test_close_without_response_every_time(llm_server: LLMServer) -> None:
     llm_server.default = Reply(close_without_response=True)
     with make_client(llm_server, request_max_retries=1) as client, pytest.raises(ConnectionFailedError) as caught:
         client.stream("hi", model="m")
-    assert len(llm_server.requests) == 2
+    assert len(llm_server.requests) == 3  # the free resend, then two counted attempts
     assert "closed the connection without sending a response" in str(caught.value)
 
 
