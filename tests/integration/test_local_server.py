@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,15 @@ import pytest
 
 requests = pytest.importorskip("requests")
 
+from local_support import LLAMA_CPP_SKIP, needs_llama_cpp, needs_llama_server, tools_chat_template  # noqa: E402
+
 from llmx_sync.errors import LlmxError  # noqa: E402
 from llmx_sync.local import (  # noqa: E402
     LlamaServerBinary,
-    LocalDependencyError,
     LocalModelError,
     LocalServer,
     LocalServerError,
-    default_cache_dir,
     find_bundled_model,
-    find_llama_server,
     shared_server,
 )
 
@@ -52,30 +50,6 @@ WEATHER_TOOL = {
 }
 
 
-def _llama_cpp_skip_reason() -> str:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return ("llama-cpp-python is not installed (run `bash scripts/install-local.sh` "
-                "or `pip install -e '.[local]'`)")
-    try:
-        find_bundled_model()
-    except LocalModelError as exc:
-        return str(exc)
-    return ""
-
-
-def _llama_server_skip_reason() -> str:
-    try:
-        find_llama_server()
-        find_bundled_model()
-    except (LocalDependencyError, LocalModelError) as exc:
-        return str(exc)
-    return ""
-
-
-LLAMA_CPP_SKIP = _llama_cpp_skip_reason()
-needs_llama_cpp = pytest.mark.skipif(bool(LLAMA_CPP_SKIP), reason=LLAMA_CPP_SKIP or "-")
-LLAMA_SERVER_SKIP = _llama_server_skip_reason()
-needs_llama_server = pytest.mark.skipif(bool(LLAMA_SERVER_SKIP), reason=LLAMA_SERVER_SKIP or "-")
 
 
 # ----------------------------------------------------------------- helpers
@@ -165,16 +139,6 @@ TOOL_REQUEST = {
 
 
 # ------------------------------------------------------ llama_cpp.server
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    if LLAMA_CPP_SKIP:
-        pytest.skip(LLAMA_CPP_SKIP)
-    srv = LocalServer(startup_timeout=120)
-    srv.start()
-    yield srv
-    srv.stop()
-
 
 @needs_llama_cpp
 def test_streams_text(server: LocalServer) -> None:
@@ -357,16 +321,6 @@ def test_missing_model_error_names_the_install_command(
 
 # ------------------------------------------------------------ llama-server
 
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[LlamaServerBinary]:
-    if LLAMA_SERVER_SKIP:
-        pytest.skip(LLAMA_SERVER_SKIP)
-    srv = LlamaServerBinary(startup_timeout=120)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
 @needs_llama_server
 def test_llama_server_streams_text_and_usage(llama_server: LlamaServerBinary) -> None:
     body = dict(TEXT_REQUEST, stream_options={"include_usage": True})
@@ -411,9 +365,7 @@ def test_llama_server_streams_parallel_tool_calls() -> None:
     # tool-capable ChatML template (Qwen2.5's, <tool_call> tags) next to the
     # binary.  The 135M model never opens a <tool_call> by itself, so the
     # assistant turn is prefilled: one complete call and the start of a second.
-    template = os.path.join(default_cache_dir(), "bin", "chatml-tools.jinja")
-    if not os.path.isfile(template):
-        pytest.skip(f"no {template}: run `bash scripts/install-local.sh`")
+    template = tools_chat_template()
     body = {
         "temperature": 0,
         "max_tokens": 48,

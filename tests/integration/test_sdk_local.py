@@ -24,7 +24,6 @@ Skipped, saying why, when llama-cpp-python, the bundled model or llama-server is
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -35,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_support import LLAMA_SERVER_SKIP, needs_llama_cpp, needs_llama_server, tools_chat_template
 
 import llmx_sync as llmx
 from llmx_sync import (
@@ -57,12 +57,7 @@ from llmx_sync import (
 )
 from llmx_sync.local import (
     LlamaServerBinary,
-    LocalDependencyError,
-    LocalModelError,
     LocalServer,
-    default_cache_dir,
-    find_bundled_model,
-    find_llama_server,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -71,32 +66,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ skip reasons
-# The same checks and texts as test_local_server.py.
-
-def _llama_cpp_skip_reason() -> str:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return ("llama-cpp-python is not installed (run `bash scripts/install-local.sh` "
-                "or `pip install -e '.[local]'`)")
-    try:
-        find_bundled_model()
-    except LocalModelError as exc:
-        return str(exc)
-    return ""
-
-
-def _llama_server_skip_reason() -> str:
-    try:
-        find_llama_server()
-        find_bundled_model()
-    except (LocalDependencyError, LocalModelError) as exc:
-        return str(exc)
-    return ""
-
-
-LLAMA_CPP_SKIP = _llama_cpp_skip_reason()
-needs_llama_cpp = pytest.mark.skipif(bool(LLAMA_CPP_SKIP), reason=LLAMA_CPP_SKIP or "-")
-LLAMA_SERVER_SKIP = _llama_server_skip_reason()
-needs_llama_server = pytest.mark.skipif(bool(LLAMA_SERVER_SKIP), reason=LLAMA_SERVER_SKIP or "-")
 
 
 # ------------------------------------------------------------------ shared inputs
@@ -158,16 +127,6 @@ def _local_provider(base_url: str, tool_call_content: str | None = "") -> Provid
 
 
 # ================================================================ llama_cpp.server
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    if LLAMA_CPP_SKIP:
-        pytest.skip(LLAMA_CPP_SKIP)
-    srv = LocalServer(startup_timeout=120)
-    srv.start()
-    yield srv
-    srv.stop()
-
 
 @pytest.fixture
 def client(server: LocalServer) -> Iterator[Client]:
@@ -377,23 +336,11 @@ def test_tool_loop_example_with_the_local_provider() -> None:
 # ================================================================ llama-server
 
 @pytest.fixture(scope="module")
-def llama_server() -> Iterator[LlamaServerBinary]:
-    if LLAMA_SERVER_SKIP:
-        pytest.skip(LLAMA_SERVER_SKIP)
-    srv = LlamaServerBinary(startup_timeout=120)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def tools_llama_server() -> Iterator[LlamaServerBinary]:
     """llama-server with a tool-capable ChatML template (SmolLM2's own has no tool support)."""
     if LLAMA_SERVER_SKIP:
         pytest.skip(LLAMA_SERVER_SKIP)
-    template = os.path.join(default_cache_dir(), "bin", "chatml-tools.jinja")
-    if not os.path.isfile(template):
-        pytest.skip(f"no {template}: run `bash scripts/install-local.sh`")
+    template = tools_chat_template()
     srv = LlamaServerBinary(startup_timeout=120, extra_args=["--chat-template-file", template])
     srv.start()
     yield srv
