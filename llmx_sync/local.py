@@ -224,6 +224,9 @@ def _make_preexec(parent_pid: int) -> Callable[[], None] | None:
     return _preexec
 
 
+_SPAWN_TIMEOUT = 60.0
+
+
 class _Spawner:
     """Runs `subprocess.Popen` on one long-lived thread.
 
@@ -260,7 +263,8 @@ class _Spawner:
         box: list[Any] = []
         done = threading.Event()
         self._queue.put((list(args), kwargs, box, done))
-        done.wait()
+        if not done.wait(_SPAWN_TIMEOUT):  # fork+exec takes milliseconds; never hang on it
+            raise LocalServerError(f"could not start {args[0]}: no answer from the spawner thread")
         kind, value = box[0]
         if kind == "err":
             raise value
