@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["TcpSocket", "live_threads", "open_sockets_to", "sockets_to", "wait_for"]
+__all__ = ["TcpSocket", "live_threads", "open_sockets_to", "sockets_to", "unread_bytes", "wait_for"]
 
 # /proc/net/tcp "st" column (include/net/tcp_states.h)
 TCP_STATES = {
@@ -41,6 +41,7 @@ class TcpSocket:
     local_port: int
     remote_port: int
     state: str  # e.g. "ESTABLISHED", "CLOSE_WAIT"
+    rx_queue: int = 0  # bytes received and not yet read by the process
 
 
 def _own_socket_fds() -> dict[int, int]:
@@ -61,36 +62,45 @@ def _port(addr: str) -> int:
     return int(addr.rsplit(":", 1)[1], 16)
 
 
+def _tcp_rows() -> list[list[str]]:
+    """The rows of /proc/net/tcp and /proc/net/tcp6, split into columns."""
+    rows: list[list[str]] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows += [line.split() for line in f.readlines()[1:]]
+        except FileNotFoundError:
+            continue
+    return rows
+
+
 def sockets_to(port: int) -> list[TcpSocket]:
     """TCP sockets (IPv4 and IPv6) owned by this process whose remote port is
     ``port``, in any state that still appears in /proc/net/tcp{,6}."""
     fds = _own_socket_fds()
     found: list[TcpSocket] = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                lines = f.readlines()[1:]
-        except FileNotFoundError:
+    for parts in _tcp_rows():
+        if len(parts) < 10:
             continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 10:
-                continue
-            inode = int(parts[9])
-            if inode == 0 or inode not in fds:
-                continue
-            if _port(parts[2]) != port:
-                continue
-            found.append(
-                TcpSocket(
-                    fd=fds[inode],
-                    inode=inode,
-                    local_port=_port(parts[1]),
-                    remote_port=port,
-                    state=TCP_STATES.get(parts[3].upper(), parts[3]),
-                )
+        inode = int(parts[9])
+        if inode == 0 or inode not in fds or _port(parts[2]) != port:
+            continue
+        found.append(
+            TcpSocket(
+                fd=fds[inode],
+                inode=inode,
+                local_port=_port(parts[1]),
+                remote_port=port,
+                state=TCP_STATES.get(parts[3].upper(), parts[3]),
+                rx_queue=int(parts[4].split(":")[1], 16),  # tx_queue:rx_queue
             )
+        )
     return found
+
+
+def unread_bytes(port: int) -> int:
+    """Bytes that arrived on our sockets to `port` and sit unread in the kernel."""
+    return sum(s.rx_queue for s in sockets_to(port))
 
 
 def open_sockets_to(port: int) -> int:

@@ -1,11 +1,13 @@
-"""Helpers of the web tests: an upstream that writes slowly, and reading a streamed SSE
-response as a browser would, frame by frame as the bytes arrive."""
+"""Helpers of the web tests: an upstream that writes slowly, a WSGI server in a thread,
+and reading a streamed SSE response as a browser would, frame by frame as the bytes arrive."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
@@ -15,6 +17,19 @@ from llm_server import Pause
 def paced(pieces: list[bytes], pause: float) -> list[Any]:
     """The body pieces with a pause after each one, as a model writing tokens."""
     return [step for piece in pieces for step in (piece, Pause(pause))]
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[str]:
+    """Serve a WSGI server (Werkzeug's or wsgiref's) in a thread; yields its base URL."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(2)
 
 
 def frames(response: requests.Response) -> Iterator[tuple[float, str]]:

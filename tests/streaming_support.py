@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from llm_server import LLMServer
-from sockets import live_threads, open_sockets_to, sockets_to, wait_for
+from sockets import live_threads, open_sockets_to, wait_for
 
 from llmx_sync.client import Client
 from llmx_sync.providers import Provider
@@ -24,23 +24,6 @@ def released(server: LLMServer, timeout: float = RELEASE_TIMEOUT) -> bool:
     return wait_for(lambda: not reader_threads(), timeout) and wait_for(
         lambda: open_sockets_to(server.port) == 0, timeout
     )
-
-
-def unread_bytes(port: int) -> int:
-    """Bytes that arrived on our sockets to `port` and sit unread in the kernel."""
-    total = 0
-    inodes = {s.inode for s in sockets_to(port)}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.readlines()[1:]
-        except FileNotFoundError:
-            continue
-        for row in rows:
-            parts = row.split()
-            if len(parts) > 9 and int(parts[9]) in inodes:
-                total += int(parts[4].split(":")[1], 16)  # tx_queue:rx_queue
-    return total
 
 
 def split_at(data: bytes, cuts: set[int]) -> list[bytes]:

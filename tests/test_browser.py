@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 from llm_server import LLMServer, Reply, text_stream_body
-from stream_helpers import paced
+from stream_helpers import paced, serving
 
 from llmx_sync.client import Client
 
@@ -32,15 +31,8 @@ def chat_app(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.syspath_prepend(str(EXAMPLES))
     flask_chat = importlib.import_module("flask_chat")
     app = flask_chat.create_app(Client(base_url=llm_server.url), "test-model")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(2)
+    with serving(make_server("127.0.0.1", 0, app, threaded=True)) as url:
+        yield url + "/"
 
 
 @pytest.fixture

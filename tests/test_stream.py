@@ -30,8 +30,8 @@ from llm_server import (
     text_stream_body,
     tool_call_delta,
 )
-from sockets import open_sockets_to, wait_for
-from streaming_support import RELEASE_TIMEOUT, make_client, reader_threads, released, split_at, unread_bytes
+from sockets import open_sockets_to, unread_bytes, wait_for
+from streaming_support import RELEASE_TIMEOUT, make_client, reader_threads, released, split_at
 
 from llmx_sync.client import Client
 from llmx_sync.errors import InStreamError, StreamError, StreamIdleTimeoutError

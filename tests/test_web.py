@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from django.urls import path
 from fake_stream import FakeStream
 from llm_server import Disconnect, LLMServer, Pause, Reply, Stall, sse_event, text_stream_body
 from sockets import live_threads, wait_for
-from stream_helpers import event_of, frames, paced
+from stream_helpers import event_of, frames, paced, serving
 
 from llmx_sync.client import Client
 from llmx_sync.errors import RateLimitError
@@ -202,18 +201,6 @@ SERVERS: dict[str, Callable[[], Any]] = {
     "flask": lambda: werkzeug_server(flask_app()),
     "django": lambda: wsgiref_server(django_app()),
 }
-
-
-@contextmanager
-def serving(server: Any) -> Iterator[str]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(2)
 
 
 @pytest.fixture(params=sorted(SERVERS))
