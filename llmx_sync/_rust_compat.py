@@ -1,9 +1,9 @@
-"""Rust-compatible text rules: JSON the way the seed's serde_json sees it, plain-JSON
+"""Rust-compatible text rules: JSON the way llmx's serde_json sees it, plain-JSON
 checks for caller data, and `str::trim`.
 
-Python's `json.loads` accepts text that serde_json rejects (seed-behaviour §14):
+Python's `json.loads` accepts text that serde_json rejects:
 `NaN`/`Infinity`, numbers beyond the f64 range, lone UTF-16 surrogate escapes and
-nesting deeper than serde_json's recursion limit. Where the seed asks "is this
+nesting deeper than serde_json's recursion limit. Where llmx asks "is this
 valid JSON?" (function-call arguments, shell outputs) the answer must be serde's.
 """
 

@@ -1,4 +1,5 @@
-"""Events -> finished items (SPEC §6; the seed's `AggregatedChatStream` without B9/B10).
+"""Events -> finished items (llmx's `AggregatedChatStream`, without its duplicated
+reasoning and its stray `output_item.added` events).
 
 `aggregate(events, "aggregated")` yields per turn the rate limits, then only finished
 items (reasoning, the assistant message with one `output_text`, function calls) and
@@ -44,7 +45,7 @@ def _single_text_reasoning(reasoning: Reasoning) -> Reasoning:
 
 class _Turn:
     """The deltas of one turn, kept to rebuild an item whose `output_item.done` never came
-    (a producer that, like the seed on `length`, ends a turn without it)."""
+    (a producer that, like llmx on `length`, ends a turn without it)."""
 
     __slots__ = ("text", "reasoning", "has_message", "has_reasoning")
 

@@ -55,7 +55,7 @@ PROG = "llmx-sync"
 BUILTIN_PROVIDERS = ("litellm", "oss", "openai", "local")
 #: Used when neither ``--model`` nor ``$LLMX_MODEL`` (nor the config's ``model``) names one.
 DEFAULT_MODELS = {
-    "litellm": "anthropic/claude-sonnet-4-20250514",  # the seed's default model
+    "litellm": "anthropic/claude-sonnet-4-20250514",  # llmx's default model
     "oss": "gpt-oss:20b",
     "openai": "gpt-4o-mini",
     "local": "local",  # llama.cpp serves its one model whatever the name

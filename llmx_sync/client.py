@@ -62,14 +62,15 @@ def resolve_default_provider() -> Provider:
         return Provider.builtin("litellm")
     try:
         return Provider.builtin("local")
-    except (ImportError, LlmxError):
-        pass
-    raise ConfigError(
-        "no model provider configured. Point the SDK at a model in one of three ways: "
-        "set LLMX_BASE_URL (and LLMX_API_KEY) for a LiteLLM or other OpenAI-compatible server; "
-        "set OPENAI_API_KEY for OpenAI; or pass one, e.g. Client(base_url='http://127.0.0.1:8000/v1') "
-        "or Client(provider=Provider.from_toml(...))"
-    )
+    except (ImportError, LlmxError) as exc:
+        # The local model's reason goes into the text (not only `__cause__`): it names
+        # the pip command, and the CLI prints only `str(error)`.
+        raise ConfigError(
+            "no model provider configured. Point the SDK at a model in one of three ways: "
+            "set LLMX_BASE_URL (and LLMX_API_KEY) for a LiteLLM or other OpenAI-compatible server; "
+            "set OPENAI_API_KEY for OpenAI; or pass one, e.g. Client(base_url='http://127.0.0.1:8000/v1') "
+            f"or Client(provider=Provider.from_toml(...)). The bundled local model cannot run: {exc}"
+        ) from exc
 
 
 def _use_local_server(provider: Provider) -> Callable[[], None] | None:
@@ -151,7 +152,7 @@ class Client:
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> ResponseStream:
-        """Send the request (retrying as SPEC §4 says) and return the answer's stream.
+        """Send the request (retrying 408/409/429/5xx and connection errors) and return the answer's stream.
 
         `prompt` is a `Prompt`, a user message's text, or a list of items (or their
         dicts). Keyword settings win over the provider's. `idle_timeout` (seconds

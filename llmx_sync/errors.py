@@ -1,10 +1,11 @@
-"""The exception hierarchy. Texts keep the seed's wording (seed-behaviour §10)."""
+"""The exception hierarchy. Texts keep the wording of the original llmx code, so that
+logs and scripts that match on it keep working."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# Reason phrases of the Rust `http` crate, which the seed prints; several differ
+# Reason phrases of the Rust `http` crate, which llmx prints; several differ
 # from Python's `http.HTTPStatus` (413, 418, 422, 203 ...).
 _REASONS = {
     100: "Continue", 101: "Switching Protocols", 102: "Processing",

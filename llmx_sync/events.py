@@ -1,4 +1,4 @@
-"""The typed events a stream yields (SPEC §1, §5).
+"""The typed events a stream yields (public API: each is exported at top level).
 
 Plain slotted dataclasses: they are built once per SSE chunk on the hot path, so
 no serialisation machinery is attached to them; `event_to_dict` is the JSON edge.

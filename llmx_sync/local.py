@@ -133,7 +133,7 @@ def find_bundled_model() -> str:
 
 
 def default_cache_dir() -> str:
-    """``$LLMX_CACHE_DIR`` or ``~/.cache/llmx_sync-ci`` (shared with scripts/install-local.sh)."""
+    """``$LLMX_CACHE_DIR`` or ``~/.cache/llmx_sync-ci`` (the same cache as scripts/install-local.sh)."""
     return os.environ.get("LLMX_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "llmx_sync-ci"
     )

@@ -1,7 +1,7 @@
-"""Conversation items: the protocol JSON of seed-behaviour §9 as dataclasses.
+"""Conversation items: the llmx/Codex protocol JSON as dataclasses.
 
 `item_from_dict` reads exactly the JSON that llmx and Codex write (rollout files
-included) and `to_dict` writes it back. Two places where the seed loses data are
+included) and `to_dict` writes it back. Two places where llmx loses data are
 kept lossless here, so that ``item_from_dict(x.to_dict()) == x`` always holds:
 an `id` read on input is written back when present, and unknown item types
 (`Other`) or web-search actions keep their original JSON.
@@ -251,8 +251,8 @@ class Reasoning:
         return "".join(c.text for c in self.content or ())
 
     def to_dict(self) -> dict[str, Any]:
-        # The seed omits `content` when it holds no reasoning_text entry; writing it
-        # keeps `text` entries, and the seed reads either form.
+        # llmx omits `content` when it holds no reasoning_text entry; writing it
+        # keeps `text` entries, and llmx reads either form.
         data: dict[str, Any] = {"type": "reasoning"}
         if self.id:
             data["id"] = self.id
@@ -337,7 +337,7 @@ def compact_json(value: Any) -> str:
 class FunctionCallOutputPayload:
     """A tool's result: plain text, or content items (text and images).
 
-    `success` is kept in memory but, as in the seed, never written to JSON.
+    `success` is kept in memory but, as in llmx, never written to JSON.
     """
 
     content: str

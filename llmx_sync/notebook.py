@@ -1,4 +1,4 @@
-"""A stream shown live in a Jupyter notebook (SPEC §7).
+"""A stream shown live in a Jupyter notebook.
 
 Plain blocking code: it runs in a cell although the kernel has an event loop
 running, since nothing here touches asyncio. IPython is imported only when

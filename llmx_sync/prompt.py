@@ -95,11 +95,11 @@ class Prompt:
         return cls(input=[Message.user(text)], instructions=instructions)
 
     def formatted_input(self) -> list[ResponseItem]:
-        """The history as the model sees it (seed §5.3), see `format_input`."""
+        """The history as the model sees it (shell outputs reformatted), see `format_input`."""
         return format_input(self.input, self.tools)
 
 
-# --- seed §5.3: shell outputs for the freeform apply_patch tool ----------------
+# --- shell outputs for the freeform apply_patch tool, formatted as llmx does ----
 
 SHELL_TOOL_NAMES = ("shell", "container.exec")
 
@@ -148,7 +148,7 @@ def structured_shell_output(raw: str) -> str | None:
     """``{"output": str, "metadata": {"exit_code": int, "duration_seconds": float}}``
     as the lines ``Exit code: 0``, ``Wall time: 1.5 seconds``, [``Total output
     lines: N``], ``Output:``, then the output; None if `raw` is not of that shape
-    (checked as the seed's serde structs would: i32 exit code, f32 duration, other
+    (checked as llmx's serde structs would: i32 exit code, f32 duration, other
     keys ignored)."""
     try:
         parsed = loads(raw)

@@ -1,4 +1,5 @@
-"""Where requests go and how they are authenticated (seed §3, SPEC §3)."""
+"""Where requests go and how they are authenticated: llmx's provider config, read
+from the same keys so an existing `~/.llmx/config.toml` works as is."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ WIRE_APIS = ("chat", "responses")
 
 
 def env_value(var: str) -> str | None:
-    """The variable's value, or None when it is unset or blank (the seed's rule)."""
+    """The variable's value, or None when it is unset or blank (llmx's rule)."""
     value = os.environ.get(var)
     if value is None or not value.strip():
         return None
@@ -39,7 +40,7 @@ def env_value(var: str) -> str | None:
 
 @dataclass
 class Provider(DataClassJsonMixin):
-    """A model provider: the seed's `ModelProviderInfo` plus the SDK's request settings.
+    """A model provider: llmx's `ModelProviderInfo` plus the SDK's request settings.
 
     Secrets (`experimental_bearer_token`, header values) never appear in `repr()`.
     """
@@ -57,14 +58,14 @@ class Provider(DataClassJsonMixin):
     stream_max_retries: int | None = None
     stream_idle_timeout_ms: int | None = None
     requires_openai_auth: bool = False
-    # SDK settings (SPEC §1); `Client.stream` keyword arguments win over these.
+    # SDK settings, not in llmx's config; `Client.stream` keyword arguments win over these.
     max_tokens: int | None = DEFAULT_MAX_TOKENS
     include_usage: bool = True
     cache_control: bool = False
     max_retry_delay: float = 60.0
     connect_timeout: float = 10.0
     # `content` of an assistant message that carries tool calls. None sends JSON
-    # null, as OpenAI documents and the seed does; llama-cpp-python's server rejects
+    # null, as OpenAI documents and llmx does; llama-cpp-python's server rejects
     # null there and needs a string, so the `local` provider sets "".
     tool_call_content: str | None = None
 
@@ -94,7 +95,8 @@ class Provider(DataClassJsonMixin):
 
     def chat_url(self) -> str:
         """`<base>/chat/completions[?query]`, one slash between, query URL-encoded
-        in insertion order (fix B22)."""
+        in insertion order (llmx sent them raw, in hash order, and a
+        trailing slash on the base URL gave `//chat/completions`)."""
         base = (self.base_url or DEFAULT_BASE_URL).rstrip("/")
         path = "/responses" if self.wire_api == "responses" else "/chat/completions"
         query = urlencode(self.query_params) if self.query_params else ""
@@ -108,7 +110,7 @@ class Provider(DataClassJsonMixin):
             value = env_value(self.env_key)
             if value is None:
                 raise EnvVarError(self.env_key, self.env_key_instructions)
-            return value  # sent untrimmed, as the seed does
+            return value  # sent untrimmed, as llmx does
         return None
 
     def request_headers(self) -> dict[str, str]:
@@ -138,9 +140,9 @@ class Provider(DataClassJsonMixin):
 
     @classmethod
     def from_dict(cls, kvs: Any, *, infer_missing: bool = False) -> Provider:
-        """Read the seed's config keys (TOML or JSON) plus the SDK settings.
+        """Read llmx's config keys (TOML or JSON) plus the SDK settings.
 
-        Unknown keys are ignored (the seed does not deny them) and logged at DEBUG.
+        Unknown keys are ignored (llmx does not reject them) and logged at DEBUG.
         """
         if not isinstance(kvs, Mapping):
             raise InvalidInputError("provider", f"expected a table/object, got {json_type_name(kvs)}")

@@ -1,7 +1,8 @@
-"""The Chat Completions request body (seed §1, §2, §4 with the changes of SPEC §2).
+"""The Chat Completions request body, built as llmx builds it except where llmx lost or
+mismatched items (orphan calls, call ids, repeated answers, fixed `max_tokens`).
 
 `build_chat_request` is a pure function: a `Prompt` and settings in, the JSON body
-out. Each rule of the seed's message conversion is a small function below, so
+out. Each rule of llmx's message conversion is a small function below, so
 that each can be read (and tested) on its own.
 """
 
@@ -53,7 +54,7 @@ OrphanToolCalls = Literal["drop", "truncate", "keep"]
 ORPHAN_TOOL_CALL_POLICIES: Final = ("drop", "truncate", "keep")
 
 
-# --- reasoning anchors (seed §2.3) -----------------------------------------------
+# --- reasoning anchors: reasoning rides on the assistant message or call beside it --
 
 
 def _is_assistant_message(item: ResponseItem) -> bool:
@@ -63,7 +64,8 @@ def _is_assistant_message(item: ResponseItem) -> bool:
 def last_emitted_role(items: Sequence[ResponseItem]) -> str | None:
     """The role of the last item that would become a message: a message's role,
     `assistant` for a function or local shell call, `tool` for a function output.
-    Like the seed, it counts items that are later skipped (B18)."""
+    Like llmx, it counts items that are later skipped (blank or repeated messages), so
+    reasoning is attached where llmx attaches it."""
     role: str | None = None
     for item in items:
         if isinstance(item, Message):
@@ -116,7 +118,7 @@ def anchor_reasoning(items: Sequence[ResponseItem]) -> dict[int, str]:
     return anchors
 
 
-# --- malformed arguments and orphan calls (seed §2.4, §2.5; SPEC fix B14) --------
+# --- malformed arguments and orphan calls (calls with no output) ---------------
 
 
 def malformed_calls(items: Sequence[ResponseItem]) -> set[int]:
@@ -158,7 +160,7 @@ def unanswered_calls(items: Sequence[ResponseItem], skipped: set[int]) -> set[in
 
 
 def truncation_index(items: Sequence[ResponseItem]) -> int | None:
-    """The seed's cut-off (`"truncate"`): the first function call whose call_id has
+    """llmx's cut-off (`"truncate"`): the first function call whose call_id has
     no function output anywhere in the input; it and everything after it is lost."""
     answered = {item.call_id for item in items if isinstance(item, FunctionCallOutput)}
     for index, item in enumerate(items):
@@ -167,7 +169,7 @@ def truncation_index(items: Sequence[ResponseItem]) -> int | None:
     return None
 
 
-# --- one item -> one message (seed §2.5) -------------------------------------------
+# --- one item -> one message ------------------------------------------------------
 
 
 def message_to_chat(message: Message) -> dict[str, Any] | None:
@@ -175,7 +177,8 @@ def message_to_chat(message: Message) -> dict[str, Any] | None:
 
     Text segments are joined without a separator. A non-assistant message with an
     image sends content parts (blank text parts left out); an assistant message is
-    always plain text, its images dropped (as in the seed, B20).
+    always plain text, its images dropped (as in llmx: assistant
+    content is a string for every server).
     """
     text = message.text
     has_image = any(isinstance(part, InputImage) for part in message.content)
@@ -195,8 +198,9 @@ def image_part(url: str) -> dict[str, Any]:
 
 def is_duplicate_assistant(message: Mapping[str, Any], previous: Mapping[str, Any] | None) -> bool:
     """An assistant message repeating the message sent just before it (an answer
-    recorded twice). Only the previous *sent* message counts (SPEC fix B17): the
-    same answer in a later turn is kept."""
+    recorded twice). Only the previous *sent* message counts: the
+    same answer in a later turn is kept (llmx compared with the last assistant text
+    ever sent and dropped it)."""
     return (
         message.get("role") == "assistant"
         and "tool_calls" not in message
@@ -208,7 +212,7 @@ def is_duplicate_assistant(message: Mapping[str, Any], previous: Mapping[str, An
 
 
 def _tool_call_message(tool_call: dict[str, Any]) -> dict[str, Any]:
-    # Every call is its own assistant message, as in the seed (parallel calls are
+    # Every call is its own assistant message, as in llmx (parallel calls are
     # not merged into one `tool_calls` array).
     return {"role": "assistant", "content": None, "tool_calls": [tool_call]}
 
@@ -220,15 +224,16 @@ def function_call_to_chat(call: FunctionCall) -> dict[str, Any]:
 
 def local_shell_call_to_chat(call: LocalShellCall) -> dict[str, Any]:
     """The tool-call id is `call_id` (falling back to `id`), so that it matches the
-    output's `tool_call_id` (SPEC fix B16; the seed used `id`)."""
+    output's `tool_call_id` (llmx used `id`, which strict servers reject as
+    a mismatch)."""
     call_id = call.call_id if call.call_id is not None else call.id
     return _tool_call_message({"id": call_id if call_id is not None else "", "type": "local_shell_call",
                                "status": call.status, "action": call.action.to_dict()})
 
 
 def custom_tool_call_to_chat(call: CustomToolCall) -> dict[str, Any]:
-    """The tool-call id is `call_id`, which its output carries (SPEC fix B16; the
-    seed used `id`, often null)."""
+    """The tool-call id is `call_id`, which its output carries (llmx used
+    `id`, often null, so the output matched no call)."""
     return _tool_call_message({"id": call.call_id, "type": "custom",
                                "custom": {"name": call.name, "input": call.input}})
 
@@ -402,7 +407,7 @@ def build_chat_request(
     tool) default to the provider's settings, or `Provider`'s defaults without one.
     `orphan_tool_calls` says what happens to a function call with no output after
     it: `"drop"` leaves out that call (and the reasoning sent with it), `"truncate"`
-    leaves out everything from it on (the seed), `"keep"` sends it anyway.
+    leaves out everything from it on (as llmx did), `"keep"` sends it anyway.
     The other keyword arguments are sent when not None. `extra_body` is merged in
     last, so its keys win over everything built here (e.g. a server-specific
     `"top_k"`, or a replacement `"stream_options"`).

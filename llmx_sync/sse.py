@@ -1,8 +1,8 @@
 """Bytes -> SSE events -> typed chat events. Pure: no I/O, no threads, no clock but `now`.
 
-`SSEDecoder` frames the body as eventsource-stream 0.2.3 does (seed-behaviour §7.1);
-`ChatSSEParser` turns the Chat Completions chunks into `Event`s (seed §7.2-§7.4 with the
-changes of SPEC §5); `parse_chat_sse` is the generator over both.
+`SSEDecoder` frames the body as eventsource-stream 0.2.3 does (the SSE crate of the
+original llmx code); `ChatSSEParser` turns the Chat Completions chunks into `Event`s in
+llmx's order, without its lost tool calls, usage and items; `parse_chat_sse` is the generator over both.
 
 Why not `sseclient-py` (1.9.0, `sseclient.SSEClient(chunks).events()`)? Checked against it:
 - an unterminated last event is dispatched: ``[b"data: a\\n\\n", b"data: partial"]`` gives
@@ -12,7 +12,7 @@ Why not `sseclient-py` (1.9.0, `sseclient.SSEClient(chunks).events()`)? Checked 
   so does an LF line followed by a CRLF blank line, ``b"data: a\\n\\r\\ndata: b\\n\\n"``;
 - blank lines inside a frame are skipped (the cause of the gluing above);
 - lines are decoded one by one, so ``b"data: ok\\n\\ndata: \\x80\\x80\\n\\n"`` raises a bare
-  ``UnicodeDecodeError`` instead of the seed's ``UTF8 error: invalid utf-8 sequence ...``;
+  ``UnicodeDecodeError`` instead of llmx's ``UTF8 error: invalid utf-8 sequence ...``;
 - a leading BOM is kept (``b"\\xef\\xbb\\xbfdata: a\\n\\n"`` gives no event) and an `id` with
   NUL is accepted.
 """
@@ -63,7 +63,7 @@ class ServerSentEvent:
 
 
 class SSEDecoder:
-    """Incremental SSE framing of a UTF-8 body (seed-behaviour §7.1).
+    """Incremental SSE framing of a UTF-8 body, byte for byte as eventsource-stream frames it.
 
     `feed` returns the events completed by a chunk; `finish` (the body ended) raises
     `StreamError` if bytes were left undecodable, after every event that was complete
@@ -71,7 +71,7 @@ class SSEDecoder:
 
     Like eventsource-stream, the valid UTF-8 prefix of a chunk is used at once, an
     incomplete sequence at its end waits for the next chunk, and from a truly invalid byte
-    on nothing is decoded any more. The seed buffers those bytes only to report the first
+    on nothing is decoded any more. llmx buffers those bytes only to report the first
     error at the end (at index 0 of the buffer); we keep just that error text.
     """
 
@@ -272,7 +272,7 @@ def _nested_i64(parent: Mapping[str, Any], key: str, field: str) -> int:
 
 
 def token_usage_from_chunk(usage: Any) -> TokenUsage | None:
-    """A chunk's `usage` object (seed §7.3), or None unless its three totals are integers."""
+    """A chunk's `usage` object (as `TokenUsage`), or None unless its three totals are integers."""
     if not isinstance(usage, dict):
         return None
     prompt = _as_i64(usage.get("prompt_tokens"))
@@ -319,7 +319,7 @@ def _delta_reasoning(delta: Mapping[str, Any]) -> str | None:
 
 
 def _message_reasoning(value: Any) -> str | None:
-    """`message.reasoning` as the seed reads it: an object's `text` wins when it is a
+    """`message.reasoning` as llmx reads it: an object's `text` wins when it is a
     string, even an empty one."""
     if isinstance(value, dict):
         text = value.get("text")
@@ -360,7 +360,8 @@ class _ToolCallState:
 
 
 class ChatSSEParser:
-    """Chat Completions SSE bytes -> events (seed §7 with the changes of SPEC §5).
+    """Chat Completions SSE bytes -> events (llmx's order; every end of a turn flushes
+    the pending items).
 
     `feed` and `finish` return the events produced so far. When the stream fails, `error`
     is set (the events before the failure were returned by that same call) and later calls
@@ -456,7 +457,7 @@ class ChatSSEParser:
             return
         choices = chunk.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            self._on_choice(choices[0], out)  # other choices are ignored, as in the seed
+            self._on_choice(choices[0], out)  # other choices are ignored, as in llmx
 
     def _on_choice(self, choice: dict[str, Any], out: list[Event]) -> None:
         delta = choice.get("delta")
@@ -544,7 +545,7 @@ def parse_chat_sse(
     """The events of a Chat Completions SSE body given as byte chunks.
 
     Raises the stream's error (`StreamError`, `InStreamError`) after the events before it.
-    Stops pulling chunks once the turn is complete, as the seed stops reading at [DONE].
+    Stops pulling chunks once the turn is complete, as llmx stops reading at [DONE].
     """
     parser = ChatSSEParser(headers=headers, now=now)
     for chunk in chunks:

@@ -302,7 +302,7 @@ class ResponseStream:
     # -- views ----------------------------------------------------------------
 
     def aggregate(self, mode: str = "aggregated") -> Iterator[Event]:
-        """The events as `llmx_sync.aggregate` gives them (SPEC §6)."""
+        """The events as `llmx_sync.aggregate` gives them (finished items only, by default)."""
         return aggregate(self, mode)
 
     def collect(self) -> ChatResult:

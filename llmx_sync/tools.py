@@ -1,8 +1,8 @@
-"""Tools the model may call (seed §4): Responses-style specs and their Chat form.
+"""Tools the model may call: Responses-style specs and their Chat form.
 
-`to_dict()` writes the Responses-API JSON of seed-behaviour §4.1, which is also
+`to_dict()` writes the Responses-API JSON that llmx and Codex store, which is also
 what `tool_from_dict` reads. `build_chat_tools` turns a list of tools into the
-`tools` array of a Chat Completions request (seed §4.2).
+`tools` array of a Chat Completions request.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 class FunctionTool:
     """A function the model may call with JSON arguments.
 
-    `parameters` is the caller's JSON Schema, kept as given. The seed narrows it to
+    `parameters` is the caller's JSON Schema, kept as given. llmx narrows it to
     a typed subset (boolean/string/number/array/object), which would reject the
     `enum`, `anyOf`, `integer`, `default` ... that real tools use; the server is
     the one that interprets the schema, so it is only checked to be a JSON object.
@@ -135,7 +135,7 @@ def _freeform_tool(fields: _Fields) -> FreeformTool:
 
 
 def tool_from_dict(data: Mapping[str, Any], *, index: int | None = None) -> ToolSpec:
-    """Read a tool from its Responses-style JSON (seed §4.1).
+    """Read a tool from its Responses-style JSON (as llmx and Codex write it).
 
     `description` and `strict` may be left out (`""`, `False`), and so may a
     function's `parameters` (no arguments). Raises `InvalidInputError` naming the
@@ -181,10 +181,10 @@ def chat_function_tool(tool: FunctionTool) -> dict[str, Any]:
 
 
 def build_chat_tools(tools: Iterable[ToolSpec | Mapping[str, Any]], *, cache_control: bool) -> list[dict[str, Any]]:
-    """The `tools` array of a Chat Completions request (seed §4.2).
+    """The `tools` array of a Chat Completions request.
 
     Only function tools exist in Chat Completions, so the other kinds are left out
-    (as in the seed; each is logged at DEBUG). With `cache_control`, the last tool
+    (as in llmx; each is logged at DEBUG). With `cache_control`, the last tool
     carries `"cache_control": {"type": "ephemeral"}` (a prompt-caching breakpoint
     for LiteLLM/Anthropic).
     """

@@ -1,4 +1,4 @@
-"""HTTP for the SDK: sending a request with the retry rules of SPEC §4, and reading
+"""HTTP for the SDK: sending a request with retries for transient failures, and reading
 the body of the 2xx response as it arrives.
 
 `Transport.send` is the retry loop; the rules it applies are small pure functions
@@ -80,7 +80,7 @@ def is_retryable_status(status: int) -> bool:
 
 
 def backoff(attempt: int, rng: Random = random) -> float:
-    """The seed's backoff in seconds: ``floor(floor(200 * 2**(attempt-1)) * U[0.9, 1.1))`` ms
+    """llmx's backoff in seconds: ``floor(floor(200 * 2**(attempt-1)) * U[0.9, 1.1))`` ms
     (attempt 0 counts as 1)."""
     base_ms = math.floor(INITIAL_DELAY_MS * BACKOFF_FACTOR ** max(attempt - 1, 0))
     return math.floor(base_ms * (0.9 + 0.2 * rng.random())) / 1000.0
@@ -190,7 +190,8 @@ def describe_connection_error(error: BaseException) -> str:
 
 
 def transport_error(reason: str) -> StreamError:
-    """The seed's error for a body that broke while being read (seed §7.3)."""
+    """llmx's error for a body that broke while being read, in its wording (the
+request-level error wrapped in a stream error)."""
     return StreamError(f"Transport error: Error while reading the server response: {reason}")
 
 
@@ -198,9 +199,9 @@ def transport_error(reason: str) -> StreamError:
 
 
 class Transport:
-    """The HTTP connection pool of a `Client`, with the retry loop of SPEC §4.
+    """The HTTP connection pool of a `Client`, with its retry loop (before the body starts only).
 
-    One instance is shared by all threads of a process. That is safe because the
+    One instance is used by all threads of a process. That is safe because the
     session is used for nothing but ``post``: every header, the body and the timeouts
     go with the call and no session attribute changes after ``__init__``. The
     connection pools underneath are urllib3's, which are thread-safe. Cookies, the one
@@ -305,7 +306,7 @@ def _status_error(response: requests.Response) -> UnexpectedStatusError:
     (its connection back in the pool when the body was read to the end)."""
     try:
         data = response.raw.read(MAX_ERROR_BODY, decode_content=True)
-    except Exception:  # the seed's `text().unwrap_or_default()`: the status is what matters
+    except Exception:  # as llmx's `text().unwrap_or_default()`: the status is what matters
         data = b""
     finally:
         response.close()
@@ -421,7 +422,7 @@ class ResponseBody:
 
     def read(self) -> bytes:
         """The next bytes of the body, ``b""`` at its end. Raises `TimeoutError` when
-        the timeout set by `set_timeout` passes, and `StreamError` (the seed's
+        the timeout set by `set_timeout` passes, and `StreamError` (llmx's
         transport error) when the body breaks."""
         if self.complete:
             return b""

@@ -1,4 +1,4 @@
-"""Streaming a response to a browser from Flask or Django (SPEC §7).
+"""Streaming a response to a browser from Flask or Django.
 
 The bodies are plain generators of bytes, so any WSGI framework can serve them.
 Their ``finally`` closes the stream: a WSGI server closes the body iterator when

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for conversation items (shared by the model and request tests)."""
+"""Hypothesis strategies for conversation items (used by the model and request tests)."""
 
 from __future__ import annotations
 

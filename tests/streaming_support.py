@@ -11,7 +11,7 @@ from llmx_sync.client import Client
 from llmx_sync.providers import Provider
 
 READER_PREFIX = "llmx_sync-reader-"
-# SPEC §5: a closed stream's thread and socket are gone within a second.
+# A closed stream's thread and socket are gone within a second (the promise to callers).
 RELEASE_TIMEOUT = 1.0
 
 

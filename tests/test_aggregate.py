@@ -1,4 +1,4 @@
-"""aggregate() in both modes and collect() (SPEC §6)."""
+"""aggregate() in both modes and collect()."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_aggregated_drops_summary_events() -> None:
 
 
 def test_message_finished_without_deltas_keeps_all_of_its_text() -> None:
-    # the seed kept only the first output_text
+    # llmx kept only the first output_text
     done = OutputItemDone(Message("assistant", [OutputText("a"), OutputText("b")]))
     for mode in ("aggregated", "streaming"):
         assert list(aggregate([done, Completed()], mode)) == [
@@ -105,7 +105,7 @@ def test_reasoning_with_text_entries_is_left_as_is() -> None:
     assert aggregated([OutputItemDone(reasoning), Completed()])[0] == OutputItemDone(reasoning)
 
 
-# A producer that, like the seed on "length", ends a turn without output_item.done.
+# A producer that, like llmx on "length", ends a turn without output_item.done.
 WITHOUT_DONE: list[Event] = [OutputItemAdded(Reasoning(content=[])), ReasoningContentDelta("r"),
                              OutputItemAdded(Message("assistant", [])), OutputTextDelta("a"), OutputTextDelta("b"),
                              Completed("", None, "length")]

@@ -1,11 +1,11 @@
-"""ChatSSEParser / parse_chat_sse: the seed's SSE cases S01-S08 and every rule of SPEC §5."""
+"""ChatSSEParser / parse_chat_sse: the original llmx repository's SSE cases S01-S08 and every
+rule of the stream (llmx's order, minus its lost tool calls, usage, items and rate limits)."""
 
 from __future__ import annotations
 
 import functools
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_cases import reference_cases
 
 from llmx_sync.aggregate import aggregate, collect
 from llmx_sync.errors import InStreamError, LlmxError, StreamError
@@ -31,7 +32,6 @@ from llmx_sync.events import (
 from llmx_sync.models import FunctionCall, Message, OutputText, Reasoning, ReasoningText
 from llmx_sync.sse import ChatSSEParser, parse_chat_sse, parse_go_duration
 
-SHARED_DIR = Path(os.environ.get("LLMX_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 RECORDED_DIR = Path(__file__).resolve().parent / "data" / "recorded"
 
 
@@ -75,7 +75,7 @@ def completed(events: list[Event]) -> Completed:
     return events[-1]
 
 
-# --- the seed's cases -----------------------------------------------------------------------
+# --- the original llmx repository's SSE cases -----------------------------------------------
 
 
 SEED_CASE_IDS = ["S01", "S02", "S03", "S04", "S05", "S06", "S07", "S08"]
@@ -83,17 +83,14 @@ SEED_CASE_IDS = ["S01", "S02", "S03", "S04", "S05", "S06", "S07", "S08"]
 
 @functools.cache
 def _seed_cases() -> dict[str, dict[str, Any]]:
-    path = SHARED_DIR / "reference" / "llmx-repo-tests.json"
-    if not path.exists():
-        pytest.fail(f"{path} not found: put shared/ beside the repository or set LLMX_SHARED_DIR")
-    return {case["id"]: case for case in json.loads(path.read_text(encoding="utf-8"))["sse_cases"]}
+    return {case["id"]: case for case in reference_cases("sse_cases")}
 
 
 def seed_case(case_id: str) -> dict[str, Any]:
     return _seed_cases()[case_id]
 
 
-# SPEC §5 finish_reason of `completed`, which the seed does not have.
+# The finish_reason of `completed`, which llmx does not report: callers tell a cut-off turn by it.
 FINISH_REASONS = {"S01": None, "S02": "stop", "S03": "stop", "S04": "stop", "S05": "tool_calls", "S06": None,
                   "S07": None}
 
@@ -104,7 +101,7 @@ def case_body(case_id: str) -> bytes:
 
 
 def reference_form(event: Event) -> dict[str, Any]:
-    """Our event in the reference's notation: `output_item_added`, no `id` keys (the seed
+    """Our event in the reference's notation: `output_item_added`, no `id` keys (llmx
     writes empty ids, we omit them), no `finish_reason` (checked on its own)."""
     data = event_to_dict(event)
     data["type"] = data["type"].replace(".", "_")
@@ -119,8 +116,8 @@ def seed_form(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def spec_aggregated(streaming: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """SPEC §6 aggregated mode from the seed's streaming sequence: no `output_item.added`
-    [fix B10], no deltas, the reasoning once [fix B9] with one reasoning_text."""
+    """Our aggregated mode from llmx's streaming sequence: no `output_item.added` (llmx
+    forwarded them), no deltas, the reasoning once (llmx sent it twice) with one reasoning_text."""
     result = []
     for event in streaming:
         if event["type"] in ("output_item_added", "output_text_delta", "reasoning_content_delta"):
@@ -139,9 +136,9 @@ def test_seed_case_ids_are_all_known() -> None:
 
 @pytest.mark.parametrize("case_id", SEED_CASE_IDS)
 def test_seed_sse_case(case_id: str) -> None:
-    """Raw events equal the seed's *streaming* sequence: SPEC §5 flushes reasoning before the
-    message (the seed's raw stream has the message first on "stop", S02/S03). Streaming mode
-    equals it too; aggregated mode is SPEC §6's (no added events, reasoning once)."""
+    """Raw events equal llmx's *streaming* sequence: we flush reasoning before the message
+    (llmx's raw stream has the message first on "stop", S02/S03). Streaming mode equals it
+    too; aggregated mode has no added events and the reasoning once."""
     expected = seed_case(case_id)["expected"]
     events, error = events_and_error(case_body(case_id))
     assert [reference_form(e) for e in events] == seed_form(expected["streaming"]["events"])
@@ -158,8 +155,8 @@ def test_seed_sse_case(case_id: str) -> None:
 
 
 def test_seed_case_s02_raw_order_changed_by_spec() -> None:
-    """The seed's raw stream emits the message before the reasoning on "stop"; SPEC §5 flushes
-    reasoning, then the message, then tool calls."""
+    """llmx's raw stream emits the message before the reasoning on "stop"; we flush reasoning,
+    then the message, then tool calls, at every end of a turn, as llmx's streaming mode orders them."""
     events = parse(case_body("S02"))
     assert [type(item) for item in done_items(events)] == [Reasoning, Message]
 
@@ -183,7 +180,7 @@ def test_seed_cases_split_anywhere(case_id: str, cuts: list[int]) -> None:
     assert str(split_error) == str(whole_error)
 
 
-# --- tool calls [fix B1, B2, B6] --------------------------------------------------------------
+# --- tool calls: told apart by `index`, flushed at every end of a turn ------------------------
 
 
 def tool_delta(**call: Any) -> dict[str, Any]:
@@ -243,7 +240,7 @@ def test_tool_call_entries_that_are_not_objects_are_ignored() -> None:
     assert done_items(events) == []
 
 
-# --- ends of a turn [fix B3, B5, B7] ----------------------------------------------------------
+# --- ends of a turn: every ending flushes, a trailing usage chunk is read ---------------------
 
 
 def test_length_flushes_reasoning_and_message() -> None:
@@ -329,7 +326,7 @@ def test_later_usage_replaces_earlier_and_invalid_usage_keeps_it() -> None:
     assert completed(events).token_usage == TokenUsage(1, 0, 5, 0, 6)
 
 
-# --- errors [fix B8] and the empty body -------------------------------------------------------
+# --- errors (only a non-null `error` ends the stream) and the empty body ----------------------
 
 
 def test_error_object_ends_the_stream_after_the_events_before_it() -> None:
@@ -378,7 +375,7 @@ def test_invalid_utf8_after_events() -> None:
     assert str(error) == "stream disconnected before completion: UTF8 error: incomplete utf-8 byte sequence from index 0"
 
 
-# --- reasoning [fix B13] ----------------------------------------------------------------------
+# --- reasoning, also from `delta.reasoning_content` -------------------------------------------
 
 
 def reasoning_texts(*chunks: Any) -> list[str]:
@@ -454,7 +451,7 @@ def test_parse_chat_sse_stops_pulling_chunks_once_done() -> None:
     assert pulled == [body(delta(content="a"))]
 
 
-# --- rate limits [fix B11] ----------------------------------------------------------------------
+# --- rate limits from the response headers (llmx never sent them) -------------------------------
 
 
 @pytest.mark.parametrize(
@@ -550,7 +547,7 @@ def test_recorded_body(path: Path) -> None:
     result = collect(events)
     assert result.response_id and result.finish_reason
     if request.get("stream_options", {}).get("include_usage"):
-        assert result.token_usage is not None  # sent after the finish_reason chunk [fix B5]
+        assert result.token_usage is not None  # sent after the finish_reason chunk, which llmx never read
     indexes = _tool_call_indexes(data)
     if indexes:  # one FunctionCall per call, its name once (not "get_weatherget_weather")
         assert len(result.tool_calls) == len(indexes), result.tool_calls

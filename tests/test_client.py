@@ -18,6 +18,7 @@ import llmx_sync.client as client_module
 from llmx_sync.client import Client, resolve_default_provider, user_agent
 from llmx_sync.errors import ConfigError, EnvVarError, RetryLimitReachedError, UnsupportedOperationError
 from llmx_sync.events import OutputTextDelta
+from llmx_sync.local import INSTALL_HINT, LocalDependencyError
 from llmx_sync.prompt import Prompt
 from llmx_sync.providers import Provider
 
@@ -182,6 +183,24 @@ def test_no_provider_anywhere_says_how_to_set_one(bare_env: pytest.MonkeyPatch) 
         Client()
     for hint in ("LLMX_BASE_URL", "OPENAI_API_KEY", "Client(base_url="):
         assert hint in str(caught.value)
+
+
+def test_why_the_local_model_cannot_run_reaches_the_error(bare_env: pytest.MonkeyPatch) -> None:
+    # `bare_env` makes the localhost:4000 probe answer False, so "local" is the last resort.
+    reason = LocalDependencyError(f"llama-server is not available; {INSTALL_HINT}")
+    asked: list[str] = []
+
+    def no_local(name: str) -> Provider:
+        asked.append(name)
+        raise reason
+
+    bare_env.setattr(Provider, "builtin", staticmethod(no_local))
+    with pytest.raises(ConfigError) as caught:
+        resolve_default_provider()
+    assert asked == ["local"]
+    assert caught.value.__cause__ is reason
+    assert "pip install 'llmx_sync[local]'" in str(caught.value)
+    assert "LLMX_BASE_URL" in str(caught.value)
 
 
 def test_probe_is_quick_and_bounded() -> None:

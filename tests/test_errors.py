@@ -1,4 +1,4 @@
-"""Error classes and their texts (seed-behaviour §10, SPEC §1)."""
+"""Error classes and their texts (llmx's wording, `openai`-style class names)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conversation items: the protocol JSON of seed-behaviour §9, read and written exactly."""
+"""Conversation items: the llmx/Codex protocol JSON, read and written exactly."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_unknown_type_is_other_kept_as_is() -> None:
 
 
 def test_seed_writes_without_ids_and_content_are_read() -> None:
-    # The seed never writes `id` and omits `content` of reasoning without reasoning_text.
+    # llmx never writes `id` and omits `content` of reasoning without reasoning_text.
     item = item_from_dict({"type": "reasoning", "summary": [], "encrypted_content": None})
     assert item.to_dict() == {"type": "reasoning", "summary": [], "content": None, "encrypted_content": None}
 
@@ -99,7 +99,7 @@ def test_reference_output_payload_serialises_as_plain_string(case_id: str) -> No
 
 
 def _payload_from_mcp_result(result: dict[str, Any]) -> FunctionCallOutputPayload:
-    """The seed's MCP CallToolResult conversion (seed-behaviour §9), for SD03."""
+    """llmx's conversion of an MCP CallToolResult (images make content items), for SD03."""
     items: list[InputText | InputImage] = []
     for block in result["content"]:
         if block["type"] == "text":

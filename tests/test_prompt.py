@@ -1,4 +1,4 @@
-"""The Prompt and its formatted input (seed §5.3)."""
+"""The Prompt and its formatted input (shell outputs reformatted as llmx does for apply_patch)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Providers: config keys, built-ins, URLs and auth headers (seed §3, SPEC §3)."""
+"""Providers: llmx's config keys, built-ins, URLs and auth headers."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def test_builtin_unknown() -> None:
         Provider.builtin("lmstudio")
 
 
-# --- URLs (SPEC fix B22) ----------------------------------------------------------------------------
+# --- URLs: one slash before the path, query URL-encoded in insertion order --------------------------
 
 
 def test_url_has_one_slash_before_the_path() -> None:

@@ -1,4 +1,4 @@
-"""The Chat Completions request body: every rule of seed-behaviour §2 and the SPEC §2 changes."""
+"""The Chat Completions request body: every rule of llmx's message conversion, and where we differ."""
 
 from __future__ import annotations
 
@@ -112,8 +112,8 @@ def test_reference_payload_case(case_id: str) -> None:
 
 
 def test_reference_p03_unanswered_call_is_left_out_with_its_reasoning() -> None:
-    # SPEC fix B14: the call c1 has no output, so by default it (and the reasoning
-    # anchored to it) is not sent; the user message before it is.
+    # The call c1 has no output, so by default it (and the reasoning anchored to it) is
+    # not sent; the user message before it is (llmx cut off everything from the call on).
     assert _reference_messages("P03") == [{"role": "user", "content": "u1"}]
 
 
@@ -126,7 +126,7 @@ def test_reference_p03_repo_assertions_hold_when_orphans_are_kept() -> None:
 
 
 def test_reference_i01_system_message_is_the_instructions_exactly() -> None:
-    # SPEC [change]: no apply_patch text is appended, whatever the model.
+    # No apply_patch text is appended, whatever the model: that is the agent's business, not an SDK's.
     for variant in reference_case("instructions_cases", "I01")["variants"]:
         for tools in ([], [WEATHER]):
             prompt = Prompt(input=[user("hi")], tools=tools, instructions="You are a helpful assistant.")
@@ -147,7 +147,7 @@ def test_empty_instructions_are_sent_as_given() -> None:
     assert sent[0] == {"role": "system", "content": ""}
 
 
-# --- reasoning pre-scan and anchors (seed §2.3) ---------------------------------------------------
+# --- reasoning pre-scan and anchors: reasoning rides on the assistant message or call beside it ---
 
 
 def test_last_emitted_role_counts_calls_and_outputs_only() -> None:
@@ -164,7 +164,7 @@ def test_no_reasoning_when_the_conversation_ends_with_a_user_message() -> None:
 
 
 def test_blank_messages_still_count_for_the_last_role() -> None:
-    # B18 kept: a blank user message is not sent, yet it still makes the last role "user".
+    # As in llmx: a blank user message is not sent, yet it still makes the last role "user".
     history: list[ResponseItem] = [user("u"), assistant("a"), reasoning("r"), user("  ")]
     assert anchor_reasoning(history) == {}
     assert "reasoning" not in messages(history)[1]
@@ -227,7 +227,7 @@ def test_reasoning_is_sent_on_its_anchor_and_nowhere_else() -> None:
                     tool_message("c1"), {"role": "assistant", "content": "done"}]
 
 
-# --- malformed arguments: skip state per call_id (seed §2.5, B15) ------------------------------------
+# --- malformed arguments: skip state per call_id (the call and its outputs are left out) -------------
 
 
 @pytest.mark.parametrize("arguments", ["{}", "null", "1", '"s"', "[1, 2]", " {\"a\": 1} ", "-0", "1e308",
@@ -260,7 +260,7 @@ def test_an_output_without_any_call_is_sent() -> None:
     assert messages([user("u"), output("ghost")]) == [{"role": "user", "content": "u"}, tool_message("ghost")]
 
 
-# --- orphan calls (SPEC fix B14) ----------------------------------------------------------------------
+# --- orphan calls: only the unanswered call is left out, never the newer messages ---------------------
 
 ORPHAN_HISTORY: list[ResponseItem] = [user("u1"), reasoning("r"), call("c1"), user("u2"), call("c2"), output("c2")]
 
@@ -290,7 +290,7 @@ def test_reasoning_anchored_to_a_dropped_call_goes_with_it() -> None:
 def test_an_output_before_the_call_does_not_answer_it() -> None:
     history: list[ResponseItem] = [user("u"), output("c1"), call("c1")]
     assert unanswered_calls(history, set()) == {2}
-    assert truncation_index(history) is None  # the seed looks anywhere
+    assert truncation_index(history) is None  # llmx looks for an output anywhere
     assert messages(history) == [{"role": "user", "content": "u"}, tool_message("c1")]
 
 
@@ -301,7 +301,7 @@ def test_a_skipped_output_does_not_answer_a_call() -> None:
 
 
 def test_other_call_kinds_are_not_orphan_checked() -> None:
-    # As in the seed (and reference P04): local shell and custom calls are sent even unanswered.
+    # As in llmx (and reference P04): local shell and custom calls are sent even unanswered.
     history: list[ResponseItem] = [user("u"), LocalShellCall("s1", "completed", SHELL_ACTION),
                                    CustomToolCall("x1", "grep", "pattern"), user("next")]
     assert [m["role"] for m in messages(history)] == ["user", "assistant", "assistant", "user"]
@@ -313,7 +313,7 @@ def test_unknown_orphan_policy_is_an_error() -> None:
         messages([user("u")], orphan_tool_calls="cut")
 
 
-# --- call ids (SPEC fix B16) ---------------------------------------------------------------------------
+# --- call ids: every call kind uses `call_id`, which its output carries --------------------------------
 
 
 def test_local_shell_call_id_is_call_id_then_id() -> None:
@@ -345,7 +345,7 @@ def test_custom_tool_call_id_is_call_id() -> None:
         tool_message("call_9", "Done!")]
 
 
-# --- duplicate assistant messages (SPEC fix B17) --------------------------------------------------------
+# --- duplicate assistant messages: only a repeat of the message just sent -------------------------------
 
 
 def test_an_assistant_message_repeating_the_previous_one_is_dropped() -> None:
@@ -419,7 +419,7 @@ def test_image_only_message_is_sent() -> None:
 
 
 def test_assistant_images_are_dropped() -> None:
-    # B20 kept: assistant content is always a string.
+    # As in llmx: assistant content is always a string.
     assert messages([user("u"), Message("assistant", [InputImage("u"), OutputText("a")])])[1] == {
         "role": "assistant", "content": "a"}
     assert messages([user("u"), Message("assistant", [InputImage("u")])])[1] == {"role": "assistant", "content": ""}
@@ -461,7 +461,7 @@ def test_left_out_calls_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert "input[2]: function call 'f' (call_id 'c2') has no output after it; not sent" in logged
 
 
-# --- the payload (SPEC fix B19, cache_control, settings) --------------------------------------------------
+# --- the payload (max_tokens a setting, no empty `tools`, usage asked for, cache_control) -----------------
 
 
 def test_payload_defaults_and_key_order() -> None:

@@ -1,4 +1,5 @@
-"""SSEDecoder: the framing rules of seed-behaviour §7.1, one test each, plus split invariance."""
+"""SSEDecoder: the framing rules of eventsource-stream 0.2.3 (llmx's SSE crate), one test each,
+plus split invariance."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """llmx_sync.stream end to end through a real socket: event order, errors, the idle
-timeout, backpressure, closing in every way (SPEC §5), and connection reuse."""
+timeout, backpressure, closing in every way (within a second), and connection reuse."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tool specs (seed §4.1) and the Chat Completions `tools` array (seed §4.2)."""
+"""Tool specs (the Responses-style JSON llmx stores) and the Chat Completions `tools` array."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_chat_completions_form_is_accepted() -> None:
 
 
 def test_parameters_keep_the_callers_json_schema() -> None:
-    # enum, anyOf, integer and minimum are outside the seed's typed subset.
+    # enum, anyOf, integer and minimum are outside llmx's typed subset.
     tool = tool_from_dict(RESPONSES_JSON[0][1])
     assert isinstance(tool, FunctionTool)
     assert tool.parameters == WEATHER_SCHEMA
