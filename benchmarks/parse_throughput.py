@@ -20,7 +20,8 @@ from typing import AnyStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmx_sync.sse import ChatSSEParser, SSEDecoder  # noqa: E402
+from llmx_sync.chat import ChatSSEParser  # noqa: E402
+from llmx_sync.sse import SSEDecoder  # noqa: E402
 
 READ_SIZE = 4096
 RUNS = 7

@@ -6,7 +6,9 @@
         ...
 """
 
-from .aggregate import ChatResult, aggregate, collect
+from ._logging import configure_logging
+from .aggregate import ChatAccumulator, ChatResult, aggregate, collect
+from .chat import build_chat_request, parse_chat_sse
 from .client import Client
 from .errors import (
     AuthenticationError,
@@ -14,12 +16,15 @@ from .errors import (
     ConfigError,
     ConflictError,
     ConnectionFailedError,
+    DeadlineExceededError,
     EnvVarError,
     InStreamError,
     InternalServerError,
     InvalidInputError,
     LlmxError,
+    MaxTurnsExceededError,
     NotFoundError,
+    OutputValidationError,
     PermissionDeniedError,
     RateLimitError,
     RequestTooLargeError,
@@ -34,8 +39,10 @@ from .events import (
     Completed,
     Created,
     Event,
+    FunctionCallArgumentsDelta,
     OutputItemAdded,
     OutputItemDone,
+    OutputJsonDelta,
     OutputTextDelta,
     RateLimits,
     RateLimitSnapshot,
@@ -44,8 +51,10 @@ from .events import (
     ReasoningSummaryDelta,
     ReasoningSummaryPartAdded,
     TokenUsage,
+    ToolResult,
     event_to_dict,
 )
+from .functions import PythonTool, ToolArgumentsError, tool
 from .models import (
     ContentItem,
     CustomToolCall,
@@ -75,10 +84,11 @@ from .models import (
     read_history_jsonl,
 )
 from .prompt import Prompt
-from .providers import Provider
-from .request import NOT_GIVEN, NotGiven, build_chat_request
-from .sse import parse_chat_sse
-from .stream import ResponseInfo, ResponseStream
+from .providers import BUILTIN_PROVIDERS, ConfigFile, Connection, Provider
+from .response import ResponseStream
+from .runner import RunStream
+from .settings import Quirks, RequestOptions, merge_options
+from .structured import OutputSchema
 from .tools import (
     FreeformTool,
     FreeformToolFormat,
@@ -88,23 +98,28 @@ from .tools import (
     WebSearchTool,
     tool_from_dict,
 )
+from .transport import ResponseInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "NOT_GIVEN", "AuthenticationError", "BadRequestError", "ChatResult", "Client", "Completed",
-    "ConfigError", "ConflictError", "ConnectionFailedError", "ContentItem", "Created", "CustomToolCall",
-    "CustomToolCallOutput", "EnvVarError", "Event", "FreeformTool", "FreeformToolFormat", "FunctionCall",
-    "FunctionCallOutput", "FunctionCallOutputPayload", "FunctionTool", "GhostCommit", "GhostSnapshot",
-    "InStreamError", "InputImage", "InputText", "InternalServerError", "InvalidInputError", "LlmxError",
-    "LocalShellCall", "LocalShellExecAction", "LocalShellTool", "Message", "NotFoundError", "NotGiven",
-    "Other", "OtherWebSearchAction", "OutputItemAdded", "OutputItemDone", "OutputText", "OutputTextDelta",
-    "PermissionDeniedError", "Prompt", "Provider", "RateLimitError", "RateLimitSnapshot", "RateLimitWindow",
-    "RateLimits", "Reasoning", "ReasoningContentDelta", "ReasoningContentText", "ReasoningSummaryDelta",
-    "ReasoningSummaryPartAdded", "ReasoningText", "RequestTooLargeError", "ResponseInfo", "ResponseItem",
-    "ResponseStream", "RetryLimitReachedError", "StreamError", "StreamIdleTimeoutError", "SummaryText",
-    "TokenUsage", "ToolSpec", "UnexpectedStatusError", "UnprocessableEntityError", "UnsupportedOperationError",
-    "WebSearchCall", "WebSearchSearchAction", "WebSearchTool", "__version__", "aggregate", "build_chat_request",
-    "collect", "event_to_dict", "item_from_dict", "items_from_dicts", "parse_chat_sse", "read_history_jsonl",
-    "tool_from_dict",
+    "AuthenticationError", "BUILTIN_PROVIDERS", "BadRequestError", "ChatAccumulator", "ChatResult", "Client",
+    "Completed", "ConfigError", "ConfigFile", "ConflictError", "Connection", "ConnectionFailedError", "ContentItem",
+    "Created", "CustomToolCall", "CustomToolCallOutput", "DeadlineExceededError", "EnvVarError", "Event",
+    "FreeformTool", "FreeformToolFormat", "FunctionCall", "FunctionCallArgumentsDelta", "FunctionCallOutput",
+    "FunctionCallOutputPayload", "FunctionTool", "GhostCommit", "GhostSnapshot", "InStreamError", "InputImage",
+    "InputText", "InternalServerError", "InvalidInputError", "LlmxError", "LocalShellCall", "LocalShellExecAction",
+    "LocalShellTool", "MaxTurnsExceededError", "Message", "NotFoundError", "Other", "OtherWebSearchAction",
+    "OutputItemAdded", "OutputItemDone", "OutputJsonDelta", "OutputSchema", "OutputText", "OutputTextDelta",
+    "OutputValidationError", "PermissionDeniedError", "Prompt", "Provider", "PythonTool", "Quirks",
+    "RateLimitError", "RateLimitSnapshot", "RateLimitWindow", "RateLimits", "Reasoning", "ReasoningContentDelta",
+    "ReasoningContentText", "ReasoningSummaryDelta", "ReasoningSummaryPartAdded", "ReasoningText", "RequestOptions",
+    "RequestTooLargeError", "ResponseInfo", "ResponseItem", "ResponseStream", "RetryLimitReachedError", "RunStream",
+    "StreamError", "StreamIdleTimeoutError", "SummaryText", "TokenUsage", "ToolArgumentsError", "ToolResult",
+    "ToolSpec", "UnexpectedStatusError", "UnprocessableEntityError", "UnsupportedOperationError", "WebSearchCall",
+    "WebSearchSearchAction", "WebSearchTool", "__version__", "aggregate", "build_chat_request", "collect",
+    "event_to_dict", "item_from_dict", "items_from_dicts", "merge_options", "parse_chat_sse", "read_history_jsonl",
+    "tool", "tool_from_dict",
 ]
+
+configure_logging()  # LLMX_LOG=debug|info: the SDK's log on stderr, read once at import

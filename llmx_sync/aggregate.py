@@ -1,28 +1,42 @@
 """Events -> finished items (llmx's `AggregatedChatStream`, without its duplicated
-reasoning and its stray `output_item.added` events).
+reasoning and its stray `output_item.added` events), and the answer so far.
 
 `aggregate(events, "aggregated")` yields per turn the rate limits, then only finished
-items (reasoning, the assistant message with one `output_text`, function calls) and
-`completed`. `"streaming"` forwards every event, the assistant message's `output_item.done`
-rewritten to one `output_text`. `collect` turns a whole stream into a `ChatResult`.
+items (reasoning, the assistant message with one `output_text`, function calls),
+`completed`, and the results of tools a `client.run` loop ran. `"streaming"` forwards every event, the assistant message's `output_item.done`
+rewritten to one `output_text`.
+
+`ChatAccumulator` is the push form (no I/O): `add` events as they come, read a
+`ChatResult` of everything so far with `snapshot()` at any moment. `collect` turns a
+whole stream into a `ChatResult` with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, assert_never
 
 from .events import (
     Completed,
+    Created,
     Event,
+    FunctionCallArgumentsDelta,
+    OutputItemAdded,
     OutputItemDone,
+    OutputJsonDelta,
     OutputTextDelta,
     RateLimits,
     RateLimitSnapshot,
     ReasoningContentDelta,
+    ReasoningSummaryDelta,
+    ReasoningSummaryPartAdded,
     TokenUsage,
+    ToolResult,
 )
 from .models import FunctionCall, Message, OutputText, Reasoning, ReasoningText, ResponseItem
+
+__all__ = ["AGGREGATE_MODES", "ChatAccumulator", "ChatResult", "aggregate", "collect"]
 
 AGGREGATE_MODES = ("aggregated", "streaming")
 
@@ -41,6 +55,16 @@ def _single_text_reasoning(reasoning: Reasoning) -> Reasoning:
         return reasoning
     return Reasoning(summary=reasoning.summary, content=[ReasoningText(reasoning.text)],
                      encrypted_content=reasoning.encrypted_content, id=reasoning.id)
+
+
+def finished_item(item: ResponseItem) -> ResponseItem:
+    """A finished item as aggregated mode gives it: an assistant message's text in one
+    `output_text`, reasoning's text in one `reasoning_text`."""
+    if isinstance(item, Message) and item.role == "assistant":
+        return _single_text_message(item)
+    if isinstance(item, Reasoning):
+        return _single_text_reasoning(item)
+    return item
 
 
 class _Turn:
@@ -73,26 +97,36 @@ class _Turn:
 def _aggregate(events: Iterable[Event], streaming: bool) -> Iterator[Event]:
     turn = _Turn()
     for event in events:
-        if isinstance(event, OutputItemDone):
-            item = event.item
-            turn.finished(item)
-            if isinstance(item, Message) and item.role == "assistant":
-                yield OutputItemDone(_single_text_message(item))
-            elif isinstance(item, Reasoning) and not streaming:
-                yield OutputItemDone(_single_text_reasoning(item))
-            else:
+        match event:
+            case OutputItemDone(item=item):
+                turn.finished(item)
+                if isinstance(item, Message) and item.role == "assistant":
+                    yield OutputItemDone(_single_text_message(item))
+                elif isinstance(item, Reasoning) and not streaming:
+                    yield OutputItemDone(_single_text_reasoning(item))
+                else:
+                    yield event
+            case Completed():
+                for item in turn.unfinished_items():
+                    yield OutputItemDone(item)
+                turn = _Turn()
                 yield event
-            continue
-        if isinstance(event, OutputTextDelta):
-            turn.text.append(event.delta)
-        elif isinstance(event, ReasoningContentDelta):
-            turn.reasoning.append(event.delta)
-        elif isinstance(event, Completed):
-            for item in turn.unfinished_items():
-                yield OutputItemDone(item)
-            turn = _Turn()
-        if streaming or isinstance(event, (Completed, RateLimits)):
-            yield event
+            case RateLimits() | ToolResult():
+                yield event
+            case OutputTextDelta(delta=delta):
+                turn.text.append(delta)
+                if streaming:
+                    yield event
+            case ReasoningContentDelta(delta=delta):
+                turn.reasoning.append(delta)
+                if streaming:
+                    yield event
+            case (Created() | OutputItemAdded() | FunctionCallArgumentsDelta() | ReasoningSummaryDelta()
+                  | ReasoningSummaryPartAdded() | OutputJsonDelta()):
+                if streaming:
+                    yield event
+            case _:
+                assert_never(event)
 
 
 def aggregate(events: Iterable[Event], mode: str = "aggregated") -> Iterator[Event]:
@@ -107,35 +141,84 @@ def aggregate(events: Iterable[Event], mode: str = "aggregated") -> Iterator[Eve
 
 @dataclass
 class ChatResult:
+    """One answer: its text, reasoning and tool calls, every finished item in order
+    (ready to append to a history), and what `completed` said."""
+
     text: str
     reasoning: str
     tool_calls: list[FunctionCall]
-    items: list[ResponseItem]  # the finished items in order, ready to append to a history
+    items: list[ResponseItem]
     token_usage: TokenUsage | None
     finish_reason: str | None
     response_id: str
     rate_limits: RateLimitSnapshot | None
+    # The conversation with this answer at its end (a run's: every turn), to continue from.
+    history: list[ResponseItem] = field(default_factory=list)
+    # The structured output (an instance of the `response_format` class, or the JSON value).
+    parsed: Any = None
+
+
+class ChatAccumulator:
+    """Events in, the answer so far out: `add` each event (or `add_all` a batch), read
+    `snapshot()` whenever you like. No I/O; the same items as aggregated mode."""
+
+    __slots__ = ("_items", "_turn", "_completed", "_rate_limits")
+
+    def __init__(self) -> None:
+        self._items: list[ResponseItem] = []
+        self._turn = _Turn()
+        self._completed: Completed | None = None
+        self._rate_limits: RateLimitSnapshot | None = None
+
+    def add_all(self, events: Iterable[Event]) -> None:
+        text = self._turn.text
+        for event in events:
+            if type(event) is OutputTextDelta:  # most events: keep them cheap
+                text.append(event.delta)
+            else:
+                self.add(event)
+                text = self._turn.text
+
+    def add(self, event: Event) -> None:
+        match event:
+            case OutputTextDelta(delta=delta):
+                self._turn.text.append(delta)
+            case ReasoningContentDelta(delta=delta):
+                self._turn.reasoning.append(delta)
+            case OutputItemDone(item=item):
+                self._turn.finished(item)
+                self._items.append(finished_item(item))
+            case Completed():
+                self._items.extend(self._turn.unfinished_items())
+                self._turn = _Turn()
+                self._completed = event
+            case RateLimits(snapshot=snapshot):
+                self._rate_limits = snapshot
+            case (Created() | OutputItemAdded() | FunctionCallArgumentsDelta() | ReasoningSummaryDelta()
+                  | ReasoningSummaryPartAdded() | OutputJsonDelta() | ToolResult()):
+                pass  # the finished items carry what these say; tool results belong to a run's history
+            case _:
+                assert_never(event)
+
+    def snapshot(self) -> ChatResult:
+        """Everything received so far; the item being written is included as far as it got."""
+        items = self._items + self._turn.unfinished_items()
+        completed = self._completed
+        return ChatResult(
+            text="".join(item.text for item in items if isinstance(item, Message) and item.role == "assistant"),
+            reasoning="".join(item.text for item in items if isinstance(item, Reasoning)),
+            tool_calls=[item for item in items if isinstance(item, FunctionCall)],
+            items=items,
+            token_usage=completed.token_usage if completed else None,
+            finish_reason=completed.finish_reason if completed else None,
+            response_id=completed.response_id if completed else "",
+            rate_limits=self._rate_limits,
+        )
 
 
 def collect(events: Iterable[Event]) -> ChatResult:
     """Consume a whole event stream into a `ChatResult`; errors propagate."""
-    items: list[ResponseItem] = []
-    completed: Completed | None = None
-    rate_limits: RateLimitSnapshot | None = None
-    for event in aggregate(events, "aggregated"):
-        if isinstance(event, OutputItemDone):
-            items.append(event.item)
-        elif isinstance(event, Completed):
-            completed = event
-        elif isinstance(event, RateLimits):
-            rate_limits = event.snapshot
-    return ChatResult(
-        text="".join(item.text for item in items if isinstance(item, Message) and item.role == "assistant"),
-        reasoning="".join(item.text for item in items if isinstance(item, Reasoning)),
-        tool_calls=[item for item in items if isinstance(item, FunctionCall)],
-        items=items,
-        token_usage=completed.token_usage if completed else None,
-        finish_reason=completed.finish_reason if completed else None,
-        response_id=completed.response_id if completed else "",
-        rate_limits=rate_limits,
-    )
+    accumulator = ChatAccumulator()
+    for event in events:
+        accumulator.add(event)
+    return accumulator.snapshot()

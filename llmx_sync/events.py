@@ -1,7 +1,11 @@
 """The typed events a stream yields (public API: each is exported at top level).
 
 Plain slotted dataclasses: they are built once per SSE chunk on the hot path, so
-no serialisation machinery is attached to them; `event_to_dict` is the JSON edge.
+no serialisation machinery is attached to them; each writes its JSON with `to_dict()`.
+
+`Event` is the union of them all. Every consumer that treats events one by one (the
+aggregator, the CLI, the notebook, the web helpers) matches on it and ends with
+`assert_never`, so adding an event type makes mypy name each consumer to update.
 """
 
 from __future__ import annotations
@@ -59,11 +63,17 @@ class RateLimitSnapshot:
 class Created:
     type: ClassVar[str] = "created"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type}
+
 
 @dataclass(slots=True)
 class OutputItemAdded:
     item: ResponseItem
     type: ClassVar[str] = "output_item.added"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "item": self.item.to_dict()}
 
 
 @dataclass(slots=True)
@@ -71,11 +81,32 @@ class OutputItemDone:
     item: ResponseItem
     type: ClassVar[str] = "output_item.done"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "item": self.item.to_dict()}
+
 
 @dataclass(slots=True)
 class OutputTextDelta:
     delta: str
     type: ClassVar[str] = "output_text.delta"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "delta": self.delta}
+
+
+@dataclass(slots=True)
+class FunctionCallArgumentsDelta:
+    """A piece of a function call's `arguments` as the model writes them, sent once the
+    call's id and name are known (or at the call's end): the pieces of one call join to
+    its final `arguments`. For a UI that shows a call being written."""
+
+    call_id: str
+    name: str
+    delta: str
+    type: ClassVar[str] = "function_call_arguments.delta"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "call_id": self.call_id, "name": self.name, "delta": self.delta}
 
 
 @dataclass(slots=True)
@@ -83,25 +114,71 @@ class ReasoningContentDelta:
     delta: str
     type: ClassVar[str] = "reasoning_content.delta"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "delta": self.delta}
+
 
 @dataclass(slots=True)
 class ReasoningSummaryDelta:
     delta: str
     type: ClassVar[str] = "reasoning_summary.delta"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "delta": self.delta}
+
 
 @dataclass(slots=True)
 class ReasoningSummaryPartAdded:
     type: ClassVar[str] = "reasoning_summary_part.added"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type}
+
 
 @dataclass(slots=True)
 class Completed:
+    """The end of one answer (a turn). In a `client.run` loop, `turn` counts the model
+    calls from 1; a single stream is turn 1."""
+
     response_id: str = ""
     token_usage: TokenUsage | None = None
     # None when the body ended without a finish_reason (and without [DONE]).
     finish_reason: str | None = None
+    turn: int = 1
     type: ClassVar[str] = "completed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "response_id": self.response_id,
+                "token_usage": self.token_usage.to_dict() if self.token_usage else None,
+                "finish_reason": self.finish_reason, "turn": self.turn}
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """A tool the `client.run` loop ran: `output` is the text sent back to the model,
+    `error` what went wrong (unknown tool, bad arguments, the function raised), else None."""
+
+    call_id: str
+    name: str
+    output: str
+    error: str | None = None
+    type: ClassVar[str] = "tool_result"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "call_id": self.call_id, "name": self.name, "output": self.output,
+                "error": self.error}
+
+
+@dataclass(slots=True)
+class OutputJsonDelta:
+    """Structured output being written: `value` is the partial object parsed so far
+    (dicts and lists; strings as far as they go). Sent when `response_format` is set."""
+
+    value: Any
+    type: ClassVar[str] = "output_json.delta"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "value": self.value}
 
 
 @dataclass(slots=True)
@@ -109,24 +186,16 @@ class RateLimits:
     snapshot: RateLimitSnapshot
     type: ClassVar[str] = "rate_limits"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "snapshot": self.snapshot.to_dict()}
+
 
 Event = Union[
-    Created, OutputItemAdded, OutputItemDone, OutputTextDelta, ReasoningContentDelta,
-    ReasoningSummaryDelta, ReasoningSummaryPartAdded, Completed, RateLimits,
+    Created, OutputItemAdded, OutputItemDone, OutputTextDelta, FunctionCallArgumentsDelta, ReasoningContentDelta,
+    ReasoningSummaryDelta, ReasoningSummaryPartAdded, Completed, RateLimits, ToolResult, OutputJsonDelta,
 ]
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    """The event as JSON-ready data: ``{"type": ..., <fields>}``."""
-    data: dict[str, Any] = {"type": event.type}
-    if isinstance(event, (OutputItemAdded, OutputItemDone)):
-        data["item"] = event.item.to_dict()
-    elif isinstance(event, (OutputTextDelta, ReasoningContentDelta, ReasoningSummaryDelta)):
-        data["delta"] = event.delta
-    elif isinstance(event, Completed):
-        data["response_id"] = event.response_id
-        data["token_usage"] = event.token_usage.to_dict() if event.token_usage else None
-        data["finish_reason"] = event.finish_reason
-    elif isinstance(event, RateLimits):
-        data["snapshot"] = event.snapshot.to_dict()
-    return data
+    """The event as JSON-ready data: ``{"type": ..., <fields>}`` (its `to_dict()`)."""
+    return event.to_dict()

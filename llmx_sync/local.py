@@ -35,12 +35,9 @@ import urllib.request
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import LlmxError
-
-if TYPE_CHECKING:
-    from .providers import Provider
 
 __all__ = [
     "LLAMA_CPP_PYTHON_VERSION",
@@ -53,8 +50,6 @@ __all__ = [
     "LocalServer",
     "LlamaServerBinary",
     "shared_server",
-    "use_shared_server",
-    "local_provider",
 ]
 
 #: The llama-cpp-python release this module was tested with.
@@ -396,6 +391,7 @@ class LocalServer:
         self._log_path: str | None = None
         self._lock = threading.RLock()
         self._last_port: int | None = None
+        self._users = 0  # see acquire()
 
     # -- overridable parts ------------------------------------------------
 
@@ -591,6 +587,25 @@ class LocalServer:
                 pass
             self._log_path = None
 
+    def acquire(self) -> None:
+        """Count one more user (a `Client`) and make sure the server runs: after the
+        last user stopped it, it starts again, on the same port when that is free, so
+        base URLs handed out before stay valid."""
+        with self._lock:
+            self._users += 1
+            try:
+                self.start()
+            except BaseException:
+                self._users -= 1
+                raise
+
+    def release(self) -> None:
+        """One user fewer; the last one stops the server."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0:
+                self.stop()
+
     def __enter__(self) -> LocalServer:
         return self.start()
 
@@ -673,64 +688,19 @@ class LlamaServerBinary(LocalServer):
 
 _shared_lock = threading.Lock()
 _shared: LocalServer | None = None
-_shared_url: str | None = None  # the shared server's base URL, kept across restarts
-_shared_users = 0  # open clients using it (see `use_shared_server`)
 
 
 def shared_server() -> LocalServer:
-    """A process-wide `LocalServer` with the bundled model, started on first use.
+    """A process-wide `LocalServer` with the bundled model, started on first use
+    (restarted if it died or was stopped).
 
-    It is stopped when the last client using it closes (`use_shared_server`), or at
+    The built-in ``local`` provider points at it; each `Client` using that provider
+    `acquire`s it, and the last one to close stops it. Otherwise it stops at
     interpreter exit (or dies with the process).
     """
-    global _shared, _shared_url
+    global _shared
     with _shared_lock:
         if _shared is None:
             _shared = LocalServer()
         server = _shared
-    server.start()  # no-op when running; restarts it if it died
-    with _shared_lock:
-        _shared_url = server.base_url
-    return server
-
-
-def use_shared_server(base_url: str | None) -> Callable[[], None] | None:
-    """Count one more user (a `Client`) of the shared server, if `base_url` is its URL.
-
-    Restarts the server if the last user had stopped it (on the same port when it
-    is free, so the URL stays valid). Returns the function that ends this use —
-    the last one stops the server — or None when `base_url` is another server's.
-    """
-    global _shared_users
-    with _shared_lock:
-        server = _shared
-        if server is None or base_url is None or base_url != _shared_url:
-            return None
-        _shared_users += 1
-    server.start()
-    ended = False
-
-    def end_use() -> None:
-        global _shared_users
-        nonlocal ended
-        with _shared_lock:  # held while stopping, so a new user waits and restarts it
-            if ended:
-                return
-            ended = True
-            _shared_users -= 1
-            if _shared_users == 0:
-                server.stop()
-
-    return end_use
-
-
-def local_provider() -> Provider:
-    """The built-in ``local`` provider: `shared_server` (started on first use).
-
-    Raises `LocalModelError` / `LocalDependencyError` (messages name the pip
-    command) when the model or llama-cpp-python is missing.
-    """
-    from .providers import Provider
-
-    server = shared_server()
-    return Provider(name="local", base_url=server.base_url, tool_call_content="")
+    return server.start()  # no-op when running

@@ -16,19 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
+from ._jsonrules import compact_json, json_type_name
 from .errors import InvalidInputError
 
 logger = logging.getLogger("llmx_sync")
-
-_JSON_TYPE_NAMES = {
-    type(None): "null", bool: "boolean", int: "number", float: "number",
-    str: "string", list: "array", dict: "object",
-}
-
-
-def json_type_name(value: Any) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
 
 class _Fields:
     """One JSON object being read, able to say where a bad field is."""
@@ -326,11 +317,6 @@ class FunctionCall:
         data = {"type": "function_call", "name": self.name, "arguments": self.arguments,
                 "call_id": self.call_id}
         return _with_id(data, self.id)
-
-
-def compact_json(value: Any) -> str:
-    """JSON text without spaces, as serde_json writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(slots=True)

@@ -11,19 +11,34 @@ import importlib
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import assert_never
 
 from .aggregate import ChatResult, collect
-from .events import Event, OutputItemDone, OutputTextDelta, ReasoningContentDelta
+from .events import (
+    Completed,
+    Created,
+    Event,
+    FunctionCallArgumentsDelta,
+    OutputItemAdded,
+    OutputItemDone,
+    OutputJsonDelta,
+    OutputTextDelta,
+    RateLimits,
+    ReasoningContentDelta,
+    ReasoningSummaryDelta,
+    ReasoningSummaryPartAdded,
+    ToolResult,
+)
 from .models import FunctionCall
-from .stream import EventStream
+from .stream import StreamLike
 
 __all__ = ["display_stream", "render_markdown"]
 
 WAITING_TEXT = "*waiting for the model…*"
 
 
-def display_stream(stream: EventStream, *, throttle: float = 0.1) -> ChatResult:
+def display_stream(stream: StreamLike, *, throttle: float = 0.1) -> ChatResult:
     """Show the answer as live Markdown while it streams, and return it collected.
 
     The display is redrawn at most every `throttle` seconds (text that arrived
@@ -41,15 +56,21 @@ def display_stream(stream: EventStream, *, throttle: float = 0.1) -> ChatResult:
     return result
 
 
-def render_markdown(reasoning: str, text: str, tool_calls: Sequence[FunctionCall]) -> str:
-    """The Markdown of an answer: quoted reasoning, the text, a list of tool calls."""
+def render_markdown(reasoning: str, text: str, tool_calls: Sequence[FunctionCall],
+                    tool_results: Mapping[str, str] | None = None) -> str:
+    """The Markdown of an answer: quoted reasoning, the text, a list of tool calls (each
+    with its result, by call id, when a `client.run` loop ran it)."""
     parts = []
     if reasoning:
         parts.append("\n".join("> " + line for line in reasoning.split("\n")))
     if text:
         parts.append(text)
     if tool_calls:
-        parts.append("\n".join(f"- tool call {_code_span(f'{c.name}({c.arguments})')}" for c in tool_calls))
+        results = tool_results or {}
+        parts.append("\n".join(
+            f"- tool call {_code_span(f'{c.name}({c.arguments})')}"
+            + (f" → {_code_span(results[c.call_id])}" if c.call_id in results else "")
+            for c in tool_calls))
     return "\n\n".join(parts)
 
 
@@ -86,18 +107,26 @@ class _LiveAnswer:
         self._reasoning: list[str] = []
         self._text: list[str] = []
         self._tool_calls: list[FunctionCall] = []
+        self.tool_results: dict[str, str] = {}
         self._shown_at = -math.inf
         self._behind = False  # something arrived that is not shown yet
 
     def add(self, event: Event) -> None:
-        if isinstance(event, OutputTextDelta):
-            self._text.append(event.delta)
-        elif isinstance(event, ReasoningContentDelta):
-            self._reasoning.append(event.delta)
-        elif isinstance(event, OutputItemDone) and isinstance(event.item, FunctionCall):
-            self._tool_calls.append(event.item)
-        else:
-            return
+        match event:
+            case OutputTextDelta(delta=delta):
+                self._text.append(delta)
+            case ReasoningContentDelta(delta=delta):
+                self._reasoning.append(delta)
+            case OutputItemDone(item=FunctionCall() as call):
+                self._tool_calls.append(call)
+            case ToolResult(call_id=call_id, output=output, error=error):
+                self.tool_results[call_id] = error or output
+            case (OutputItemDone() | Created() | OutputItemAdded() | FunctionCallArgumentsDelta()
+                  | ReasoningSummaryDelta() | ReasoningSummaryPartAdded() | Completed() | RateLimits()
+                  | OutputJsonDelta()):
+                return  # not shown while streaming (the final redraw shows the result)
+            case _:
+                assert_never(event)
         self._behind = True
 
     def seconds_to_redraw(self) -> float | None:
@@ -110,12 +139,12 @@ class _LiveAnswer:
         self.show("".join(self._reasoning), "".join(self._text), self._tool_calls)
 
     def show(self, reasoning: str, text: str, tool_calls: Sequence[FunctionCall]) -> None:
-        self._show_markdown(render_markdown(reasoning, text, tool_calls))
+        self._show_markdown(render_markdown(reasoning, text, tool_calls, self.tool_results))
         self._shown_at = time.monotonic()
         self._behind = False
 
 
-def _shown(stream: EventStream, live: _LiveAnswer) -> Iterator[Event]:
+def _shown(stream: StreamLike, live: _LiveAnswer) -> Iterator[Event]:
     """The events, passed on unchanged, each one added to the live display."""
     while True:
         try:

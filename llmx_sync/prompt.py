@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
-from ._rust_compat import as_array, loads
+from ._jsonrules import as_array, json_type_name, loads
 from .errors import InvalidInputError
 from .models import (
     CustomToolCall,
@@ -23,7 +23,6 @@ from .models import (
     ResponseItem,
     coerce_item,
     item_from_dict,
-    json_type_name,
 )
 from .tools import FreeformTool, ToolSpec, coerce_tool
 
@@ -64,8 +63,8 @@ class Prompt:
     `tool_from_dict` shapes) and hold the parsed objects afterwards; a bad entry
     raises `InvalidInputError` naming it, e.g. ``input[2].content[0]``.
     `instructions` becomes the system message, exactly as given (None: none).
-    `output_schema` is not supported by Chat Completions; it is kept so that
-    `build_chat_request` can say so.
+    `output_schema` asks for structured output, as the `response_format` setting does
+    (a dataclass, TypedDict or pydantic model class, or a JSON Schema dict).
     """
 
     input: list[ResponseItem]

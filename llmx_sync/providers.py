@@ -1,33 +1,50 @@
-"""Where requests go and how they are authenticated: llmx's provider config, read
-from the same keys so an existing `~/.llmx/config.toml` works as is."""
+"""Providers: where requests go, how they are authenticated, and what they send by default.
+
+A `Provider` is made of three parts, each checked field by field when it is made:
+
+- `Connection`: the base URL, the wire protocol, the key (given, or read from an
+  environment variable when a request is sent), extra headers and query parameters;
+- `RequestOptions` (`settings.py`): the request settings it uses unless a call says
+  otherwise, the default model among them;
+- `Quirks` (`settings.py`): what its server needs that the protocol does not say.
+
+`Provider(name, base_url, **settings)` sorts flat keyword settings into those parts by
+their names. `Provider.from_dict` / `from_toml` read llmx's config keys (a
+``[model_providers.<name>]`` table of ``~/.llmx/config.toml``), and `BUILTIN_PROVIDERS`
+is the one list of built-in providers (`Provider.builtin`, the CLI and the docs read
+it). `default_provider` is what ``Client()`` uses when given nothing.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
+import socket
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from dataclasses_json import DataClassJsonMixin
+from ._jsonrules import json_type_name
+from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError
+from .settings import MAX_RETRIES, OPTION_NAMES, QUIRK_NAMES, Quirks, RequestOptions, options_from
+from .wire import WIRES
 
-from .errors import ConfigError, EnvVarError, InvalidInputError
-from .models import json_type_name
+if TYPE_CHECKING:
+    from .local import LocalServer
+
+__all__ = [
+    "BUILTIN_PROVIDERS", "BuiltinProvider", "ConfigFile", "Connection", "Provider", "default_provider",
+    "env_value",
+]
 
 logger = logging.getLogger("llmx_sync")
 
-DEFAULT_REQUEST_MAX_RETRIES = 4
-DEFAULT_STREAM_MAX_RETRIES = 5
-MAX_REQUEST_MAX_RETRIES = 100
-MAX_STREAM_MAX_RETRIES = 100
-DEFAULT_STREAM_IDLE_TIMEOUT_MS = 300_000
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_MAX_TOKENS = 8192
-
-WIRE_APIS = ("chat", "responses")
+DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
 
 
 def env_value(var: str) -> str | None:
@@ -38,85 +55,92 @@ def env_value(var: str) -> str | None:
     return value
 
 
-@dataclass
-class Provider(DataClassJsonMixin):
-    """A model provider: llmx's `ModelProviderInfo` plus the SDK's request settings.
+def _string_map(where: str, value: Any) -> None:
+    if value is not None and not (isinstance(value, Mapping)
+                                  and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+        raise InvalidInputError(where, f"expected a table of strings, got {json_type_name(value)} {value!r}")
 
-    Secrets (`experimental_bearer_token`, header values) never appear in `repr()`.
+
+def _optional_string(where: str, value: Any, *, secret: bool = False) -> None:
+    if value is not None and not isinstance(value, str):
+        shown = "***" if secret else repr(value)
+        raise InvalidInputError(where, f"expected a string, got {json_type_name(value)} {shown}")
+
+
+def redact_url(url: str) -> str:
+    """`url` with a password written in it replaced by ``***`` (for reprs and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+# --- the connection ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connection:
+    """Where requests go and how they are authenticated.
+
+    `api_key` is sent as a bearer token; without it, `env_key` names the environment
+    variable to read the key from when a request is sent (missing or blank:
+    `EnvVarError`, with `env_key_instructions`). `http_headers` are sent as given,
+    `env_http_headers` maps header names to environment variables (sent when set).
+    `wire_api` names the wire protocol (`wire.WIRES`).
     """
 
-    name: str
-    base_url: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    wire_api: str = "chat"
+    api_key: str | None = field(default=None, repr=False)
     env_key: str | None = None
     env_key_instructions: str | None = None
-    experimental_bearer_token: str | None = field(default=None, repr=False)
-    wire_api: str = "chat"
-    query_params: dict[str, str] | None = None
-    http_headers: dict[str, str] | None = None
-    env_http_headers: dict[str, str] | None = None
-    request_max_retries: int | None = None
-    stream_max_retries: int | None = None
-    stream_idle_timeout_ms: int | None = None
-    requires_openai_auth: bool = False
-    # SDK settings, not in llmx's config; `Client.stream` keyword arguments win over these.
-    max_tokens: int | None = DEFAULT_MAX_TOKENS
-    include_usage: bool = True
-    cache_control: bool = False
-    max_retry_delay: float = 60.0
-    connect_timeout: float = 10.0
-    # `content` of an assistant message that carries tool calls. None sends JSON
-    # null, as OpenAI documents and llmx does; llama-cpp-python's server rejects
-    # null there and needs a string, so the `local` provider sets "".
-    tool_call_content: str | None = None
+    query_params: Mapping[str, str] | None = None
+    http_headers: Mapping[str, str] | None = field(default=None, repr=False)
+    env_http_headers: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        if self.wire_api not in WIRE_APIS:
-            raise InvalidInputError("wire_api", f"expected 'chat' or 'responses', got {self.wire_api!r}")
+        if not isinstance(self.base_url, str):
+            raise InvalidInputError("base_url", f"expected a string, got {json_type_name(self.base_url)}")
+        if not isinstance(self.wire_api, str):
+            raise InvalidInputError("wire_api", f"expected a string, got {json_type_name(self.wire_api)}")
+        if self.wire_api == "responses":
+            raise UnsupportedOperationError(
+                "the Responses API (wire_api = \"responses\") is not supported; use wire_api = \"chat\"")
+        if self.wire_api not in WIRES:
+            raise InvalidInputError("wire_api", f"expected one of {', '.join(map(repr, WIRES))}, "
+                                    f"got {self.wire_api!r}")
+        _optional_string("api_key", self.api_key, secret=True)
+        for name in ("env_key", "env_key_instructions"):
+            _optional_string(name, getattr(self, name))
+        for name in ("query_params", "http_headers", "env_http_headers"):
+            _string_map(name, getattr(self, name))
 
-    # -- effective values ------------------------------------------------------
-
-    @property
-    def effective_request_max_retries(self) -> int:
-        value = DEFAULT_REQUEST_MAX_RETRIES if self.request_max_retries is None else self.request_max_retries
-        return min(value, MAX_REQUEST_MAX_RETRIES)
-
-    @property
-    def effective_stream_max_retries(self) -> int:
-        value = DEFAULT_STREAM_MAX_RETRIES if self.stream_max_retries is None else self.stream_max_retries
-        return min(value, MAX_STREAM_MAX_RETRIES)
-
-    @property
-    def stream_idle_timeout(self) -> float:
-        """Seconds allowed between two SSE events."""
-        ms = DEFAULT_STREAM_IDLE_TIMEOUT_MS if self.stream_idle_timeout_ms is None else self.stream_idle_timeout_ms
-        return ms / 1000.0
-
-    # -- request parts ---------------------------------------------------------
-
-    def chat_url(self) -> str:
-        """`<base>/chat/completions[?query]`, one slash between, query URL-encoded
-        in insertion order (llmx sent them raw, in hash order, and a
-        trailing slash on the base URL gave `//chat/completions`)."""
-        base = (self.base_url or DEFAULT_BASE_URL).rstrip("/")
-        path = "/responses" if self.wire_api == "responses" else "/chat/completions"
+    def url(self) -> str:
+        """``<base>/<the wire's path>[?query]``: one slash between, the query
+        URL-encoded in insertion order (llmx doubled slashes and left values raw)."""
         query = urlencode(self.query_params) if self.query_params else ""
-        return base + path + ("?" + query if query else "")
+        return self.base_url.rstrip("/") + WIRES[self.wire_api].path + ("?" + query if query else "")
 
-    def api_key(self) -> str | None:
-        """The bearer token to send, or None. Raises `EnvVarError` for a missing key."""
-        if self.experimental_bearer_token:
-            return self.experimental_bearer_token
+    def bearer_token(self) -> str | None:
+        """The key to send, or None. Raises `EnvVarError` for a missing key."""
+        if self.api_key:
+            return self.api_key
         if self.env_key:
             value = env_value(self.env_key)
             if value is None:
                 raise EnvVarError(self.env_key, self.env_key_instructions)
-            return value  # sent untrimmed, as llmx does
+            return value  # sent untrimmed, as llmx sends it
         return None
 
-    def request_headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
         """Authorization, `http_headers`, then `env_http_headers` whose variable is set."""
         headers: dict[str, str] = {}
-        key = self.api_key()
+        key = self.bearer_token()
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
         headers.update(self.http_headers or {})
@@ -126,130 +150,378 @@ class Provider(DataClassJsonMixin):
                 headers[header] = value
         return headers
 
+
+CONNECTION_NAMES: Final = frozenset(spec.name for spec in dataclasses.fields(Connection))
+
+
+# --- the provider ----------------------------------------------------------------------------------
+
+
+class Provider:
+    """A model provider: a name, its `connection`, its request `defaults` and its `quirks`.
+
+    ``Provider("local", "http://127.0.0.1:8080/v1", model="m", tool_call_content="")``
+    sorts flat settings into the three parts by name; the parts can also be given
+    whole (``connection=``, ``defaults=``, ``quirks=``). `server` is the local server
+    process this provider's URL belongs to, when the SDK runs it (`Client` keeps it
+    running while it is open). Immutable: `replace` gives a changed copy. Secrets
+    (the key, header values, a password in the URL) never appear in `repr()`.
+    """
+
+    __slots__ = ("name", "connection", "defaults", "quirks", "server")
+
+    name: str
+    connection: Connection
+    defaults: RequestOptions
+    quirks: Quirks
+    server: LocalServer | None
+
+    def __init__(self, name: str, base_url: str | None = None, *, connection: Connection | None = None,
+                 defaults: RequestOptions | None = None, quirks: Quirks | None = None,
+                 server: LocalServer | None = None, **settings: Any) -> None:
+        if not isinstance(name, str):
+            raise InvalidInputError("name", f"expected a string, got {json_type_name(name)}")
+        if base_url is not None:
+            settings["base_url"] = base_url
+        parts = _sort_settings(settings)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "connection", _with(connection or Connection(), parts[0]))
+        object.__setattr__(self, "defaults", _with_options(defaults, parts[1]))
+        object.__setattr__(self, "quirks", _with(quirks or Quirks(), parts[2]))
+        object.__setattr__(self, "server", server)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Provider is immutable: use provider.replace({name}=...)")
+
+    # copy and pickle rebuild it through the constructor (the default way sets the slots
+    # one by one, which __setattr__ refuses); a deep copy shares the server process.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _provider_from_parts, (self.name, self.connection, self.defaults, self.quirks, self.server)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Provider:
+        return _provider_from_parts(self.name, copy.deepcopy(self.connection, memo),
+                                    copy.deepcopy(self.defaults, memo), copy.deepcopy(self.quirks, memo), self.server)
+
+    def replace(self, **settings: Any) -> Provider:
+        """A copy with flat settings (or whole parts) changed."""
+        current: dict[str, Any] = {"connection": self.connection, "defaults": self.defaults,
+                                   "quirks": self.quirks, "server": self.server}
+        name = settings.pop("name", self.name)
+        server_given = "server" in settings
+        for part in ("connection", "defaults", "quirks", "server"):
+            if part in settings:
+                current[part] = settings.pop(part)
+        provider = Provider(name, **current, **settings)
+        if (provider.server is not None and not server_given
+                and provider.connection.base_url != self.connection.base_url):
+            # `server` runs behind the old URL: a client of the new one must not start or stop it.
+            provider = Provider(name, connection=provider.connection, defaults=provider.defaults,
+                                quirks=provider.quirks)
+        return provider
+
+    def url(self) -> str:
+        return self.connection.url()
+
     def __repr__(self) -> str:
-        parts = [f"name={self.name!r}", f"base_url={self.base_url!r}", f"wire_api={self.wire_api!r}"]
-        if self.env_key:
-            parts.append(f"env_key={self.env_key!r}")
-        if self.experimental_bearer_token:
-            parts.append("experimental_bearer_token='***'")
-        if self.http_headers:
-            parts.append(f"http_headers=[{', '.join(sorted(self.http_headers))}]")
+        connection = self.connection
+        parts = [f"name={self.name!r}", f"base_url={redact_url(connection.base_url)!r}",
+                 f"wire_api={connection.wire_api!r}"]
+        if connection.env_key:
+            parts.append(f"env_key={connection.env_key!r}")
+        if connection.api_key:
+            parts.append("api_key='***'")
+        if connection.query_params:
+            parts.append(f"query_params=[{', '.join(connection.query_params)}]")
+        if connection.http_headers:
+            parts.append(f"http_headers=[{', '.join(sorted(connection.http_headers))}]")
+        if self.defaults.model:
+            parts.append(f"model={self.defaults.model!r}")
         return f"Provider({', '.join(parts)})"
 
-    # -- loading ---------------------------------------------------------------
+    # -- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, kvs: Any, *, infer_missing: bool = False) -> Provider:
-        """Read llmx's config keys (TOML or JSON) plus the SDK settings.
+    def from_dict(cls, data: Any) -> Provider:
+        """Read llmx's config keys (TOML or JSON) plus the SDK's settings by their names.
 
-        Unknown keys are ignored (llmx does not reject them) and logged at DEBUG.
+        llmx's keys are translated: ``experimental_bearer_token`` is `api_key`,
+        ``stream_idle_timeout_ms`` is `idle_timeout` in seconds, ``request_max_retries``
+        is capped at 100 as llmx caps it, and ``max_tokens = false`` (TOML has no null)
+        leaves `max_tokens` out. Keys the SDK does not use (``stream_max_retries``,
+        ``requires_openai_auth``, unknown ones) are ignored, as llmx ignores unknown
+        keys, and logged at DEBUG. Raises `InvalidInputError` naming ``provider.<key>``.
         """
-        if not isinstance(kvs, Mapping):
-            raise InvalidInputError("provider", f"expected a table/object, got {json_type_name(kvs)}")
-        known = {f.name for f in fields(cls)}
-        for key in kvs:
-            if key not in known:
-                logger.debug("provider %r: ignoring unknown key %r", kvs.get("name"), key)
-        data = {k: v for k, v in kvs.items() if k in known}
+        if not isinstance(data, Mapping):
+            raise InvalidInputError("provider", f"expected a table/object, got {json_type_name(data)}")
         if "name" not in data:
             raise InvalidInputError("provider", "missing required field 'name'")
-        if data.get("max_tokens") is False:  # TOML has no null: `max_tokens = false` omits it
-            data["max_tokens"] = None
+        settings: dict[str, Any] = {}
         for key, value in data.items():
-            _check_setting(key, value)
-        return cls(**data)
+            translated = _translate_config_key(key, value)
+            if translated is None:
+                logger.debug("provider %r: ignoring key %r (not used by llmx_sync)", data.get("name"), key)
+                continue
+            settings[translated[0]] = translated[1]
+        name = settings.pop("name")
+        try:
+            return cls(name, **settings)
+        except InvalidInputError as exc:
+            key = _CONFIG_KEYS.get(exc.where.split("[", 1)[0], exc.where)
+            raise InvalidInputError(f"provider.{key}", exc.problem) from None
 
     @classmethod
-    def from_toml(cls, source: str | Path, name: str | None = None) -> Provider:
-        """Read a provider from TOML text or a file path.
+    def from_toml(cls, path: str | os.PathLike[str], name: str | None = None) -> Provider:
+        """The provider in a TOML file: with `name`, its ``[model_providers.<name>]``
+        table; without, the whole document is the provider's table."""
+        config = ConfigFile.read(path)
+        return config.table_provider(name) if name is not None else cls.from_dict(config.document)
 
-        With `name`, the `[model_providers.<name>]` table of a config file is read;
-        without it the whole document is the provider table.
-        """
-        if isinstance(source, Path) or ("\n" not in source and "=" not in source):
-            path = Path(source)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"cannot read provider config {str(path)!r}: {exc.strerror}") from None
-        else:
-            text = source
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"invalid TOML: {exc}") from None
-        if name is None:
-            return cls.from_dict(doc)
-        table = doc.get("model_providers", {}).get(name)
-        if table is None:
-            have = ", ".join(sorted(doc.get("model_providers", {}))) or "none"
-            raise ConfigError(f"no [model_providers.{name}] table in the config (tables found: {have})")
-        return cls.from_dict(table)
+    @classmethod
+    def from_toml_text(cls, text: str, name: str | None = None) -> Provider:
+        """As `from_toml`, from TOML text."""
+        config = ConfigFile.parse(text, "<text>")
+        return config.table_provider(name) if name is not None else cls.from_dict(config.document)
 
     @classmethod
     def builtin(cls, name: str) -> Provider:
-        """A built-in provider: `litellm`, `oss`, `openai` or `local`, reading the
-        environment now (blank variables count as unset)."""
-        if name == "litellm":
-            return cls(
-                name="LiteLLM",
-                base_url=env_value("LLMX_BASE_URL") or "http://localhost:4000/v1",
-                env_key="LLMX_API_KEY",
-                env_key_instructions="Set LLMX_API_KEY to your LiteLLM API key. See https://docs.litellm.ai/ for setup.",
-                cache_control=True,
-            )
-        if name == "oss":
-            base_url = env_value("LLMX_OSS_BASE_URL")
-            if base_url is None:
-                port_text = env_value("LLMX_OSS_PORT") or "11434"
-                try:
-                    port = int(port_text)
-                    if not 0 <= port < 2**32:
-                        raise ValueError
-                except ValueError:
-                    raise ConfigError(f"LLMX_OSS_PORT must be a port number, got {port_text!r}") from None
-                base_url = f"http://localhost:{port}/v1"
-            return cls(name="gpt-oss", base_url=base_url)
-        if name == "openai":
-            return cls(
-                name="OpenAI",
-                base_url=env_value("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-                env_key="OPENAI_API_KEY",
-                env_http_headers={"OpenAI-Organization": "OPENAI_ORGANIZATION",
-                                  "OpenAI-Project": "OPENAI_PROJECT"},
-            )
-        if name == "local":
-            from .local import local_provider
-
-            return local_provider()
-        raise ConfigError(f"unknown built-in provider {name!r} (expected litellm, oss, openai or local)")
+        """A built-in provider (`BUILTIN_PROVIDERS`), reading the environment now
+        (blank variables count as unset)."""
+        builtin = BUILTIN_PROVIDERS.get(name)
+        if builtin is None:
+            raise ConfigError(f"unknown built-in provider {name!r} (expected {', '.join(BUILTIN_PROVIDERS)})")
+        return builtin.provider()
 
 
-_STRING_MAPS = ("query_params", "http_headers", "env_http_headers")
-_OPTIONAL_STRINGS = ("base_url", "env_key", "env_key_instructions", "experimental_bearer_token", "tool_call_content")
-_OPTIONAL_UINTS = ("request_max_retries", "stream_max_retries", "stream_idle_timeout_ms", "max_tokens")
-_BOOLS = ("requires_openai_auth", "include_usage", "cache_control")
-_SECONDS = ("max_retry_delay", "connect_timeout")
+def _provider_from_parts(name: str, connection: Connection, defaults: RequestOptions, quirks: Quirks,
+                         server: LocalServer | None) -> Provider:
+    return Provider(name, connection=connection, defaults=defaults, quirks=quirks, server=server)
 
 
-def _check_setting(key: str, value: Any) -> None:
-    where = f"provider.{key}"
-    if key == "name" or key == "wire_api":
-        ok, expected = isinstance(value, str), "a string"
-    elif key in _OPTIONAL_STRINGS:
-        ok, expected = value is None or isinstance(value, str), "a string"
-    elif key in _STRING_MAPS:
-        ok = value is None or (isinstance(value, Mapping)
-                               and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()))
-        expected = "a table of strings"
-    elif key in _OPTIONAL_UINTS:
-        ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
-        expected = "a non-negative integer"
-    elif key in _BOOLS:
-        ok, expected = isinstance(value, bool), "true or false"
-    else:  # _SECONDS
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-        expected = "a non-negative number of seconds"
-    if not ok:
-        shown = "***" if key == "experimental_bearer_token" else repr(value)
-        raise InvalidInputError(where, f"expected {expected}, got {json_type_name(value)} {shown}")
+def _sort_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Flat settings -> (connection, request options, quirks), by their names."""
+    parts: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
+    for key, value in settings.items():
+        if key in CONNECTION_NAMES:
+            parts[0][key] = value
+        elif key in OPTION_NAMES:
+            parts[1][key] = value
+        elif key in QUIRK_NAMES:
+            parts[2][key] = value
+        else:
+            known = sorted(CONNECTION_NAMES | OPTION_NAMES | QUIRK_NAMES)
+            raise InvalidInputError(key, f"not a provider setting (known: {', '.join(known)})")
+    return parts
+
+
+def _with(part: Any, changes: dict[str, Any]) -> Any:
+    return dataclasses.replace(part, **changes) if changes else part
+
+
+def _with_options(defaults: RequestOptions | None, changes: dict[str, Any]) -> RequestOptions:
+    if not changes:
+        return defaults or RequestOptions()
+    values = {name: getattr(defaults, name) for name in defaults.given} if defaults else {}
+    return options_from({**values, **changes})
+
+
+# llmx's config key -> the SDK's setting, for the keys whose name or unit differ.
+_CONFIG_KEYS: Final = {"api_key": "experimental_bearer_token", "idle_timeout": "stream_idle_timeout_ms"}
+_UNUSED_CONFIG_KEYS: Final = frozenset({"stream_max_retries", "requires_openai_auth"})
+# llmx's `Option` keys whose null is "unset": the SDK's default applies.
+_NULL_MEANS_DEFAULT: Final = frozenset({"base_url", "request_max_retries", "stream_idle_timeout_ms"})
+
+
+def _translate_config_key(key: str, value: Any) -> tuple[str, Any] | None:
+    """One config entry as a `Provider` setting, or None for a key the SDK does not use."""
+    if key in _UNUSED_CONFIG_KEYS or not isinstance(key, str):
+        return None
+    if value is None and key in _NULL_MEANS_DEFAULT:  # JSON null (llmx writes its unset options so)
+        return None
+    if key == "experimental_bearer_token":
+        return "api_key", value
+    if key == "stream_idle_timeout_ms":
+        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise InvalidInputError(f"provider.{key}", "expected a positive integer (milliseconds), "
+                                    f"got {json_type_name(value)} {value!r}")
+        return "idle_timeout", value / 1000.0
+    if key == "request_max_retries" and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return key, min(value, MAX_RETRIES)
+    if key == "max_tokens" and value is False:
+        return key, None
+    if key == "name" or key in CONNECTION_NAMES or key in OPTION_NAMES or key in QUIRK_NAMES:
+        return key, value
+    return None
+
+
+# --- config files ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A parsed llmx config (``~/.llmx/config.toml``): its ``[model_providers.*]``
+    tables, its ``model_provider`` (the default one) and its ``model``."""
+
+    document: dict[str, Any]
+    source: str
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> ConfigFile:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read provider config {str(path)!r}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config {str(path)!r}: not UTF-8 text ({exc.reason})") from None
+        return cls.parse(text, str(path))
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> ConfigFile:
+        try:
+            return cls(tomllib.loads(text), source)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}") from None
+
+    @property
+    def tables(self) -> dict[str, Any]:
+        tables = self.document.get("model_providers")
+        return tables if isinstance(tables, dict) else {}
+
+    @property
+    def model(self) -> str | None:
+        model = self.document.get("model")
+        return model if isinstance(model, str) else None
+
+    def table_provider(self, name: str) -> Provider:
+        """The provider of the ``[model_providers.<name>]`` table."""
+        table = self.tables.get(name)
+        if table is None:
+            have = ", ".join(sorted(self.tables)) or "none"
+            raise ConfigError(f"no [model_providers.{name}] table in the config (tables found: {have})")
+        return Provider.from_dict(table)
+
+    def provider(self, name: str | None = None) -> Provider:
+        """The provider a run with this config uses: `name` (default: the file's
+        ``model_provider``), from its table or, without one, the built-in of that name
+        (as in llmx, a config adds providers but cannot replace the built-in ones)."""
+        if name is None:
+            name = self.document.get("model_provider")
+            if not isinstance(name, str):
+                raise ConfigError(f"config {self.source!r} has no `model_provider` key; name a provider")
+        if name not in self.tables and name in BUILTIN_PROVIDERS:
+            return Provider.builtin(name)
+        return self.table_provider(name)
+
+
+# --- built-in providers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltinProvider:
+    """One built-in provider: its key, a line saying where it goes, its default model,
+    and the factory that reads the environment."""
+
+    key: str
+    summary: str
+    model: str
+    make: Callable[[], Provider]
+
+    def provider(self) -> Provider:
+        return self.make().replace(model=self.model)
+
+
+def _litellm() -> Provider:
+    return Provider(
+        "LiteLLM", env_value("LLMX_BASE_URL") or "http://localhost:4000/v1",
+        env_key="LLMX_API_KEY",
+        env_key_instructions="Set LLMX_API_KEY to your LiteLLM API key. See https://docs.litellm.ai/ for setup.",
+        cache_control=True,
+    )
+
+
+def _oss() -> Provider:
+    base_url = env_value("LLMX_OSS_BASE_URL")
+    if base_url is None:
+        port_text = env_value("LLMX_OSS_PORT") or "11434"
+        try:
+            port = int(port_text)
+            if not 0 <= port < 2**32:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"LLMX_OSS_PORT must be a port number, got {port_text!r}") from None
+        base_url = f"http://localhost:{port}/v1"
+    return Provider("gpt-oss", base_url)
+
+
+def _openai() -> Provider:
+    return Provider(
+        "OpenAI", env_value("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+        env_key="OPENAI_API_KEY",
+        env_http_headers={"OpenAI-Organization": "OPENAI_ORGANIZATION", "OpenAI-Project": "OPENAI_PROJECT"},
+        tool_call_content=None, max_tokens_param="max_completion_tokens",
+    )
+
+
+def _local() -> Provider:
+    from .local import shared_server  # only this provider needs the process launcher
+
+    server = shared_server()
+    return Provider("local", server.base_url, server=server)
+
+
+BUILTIN_PROVIDERS: Final[Mapping[str, BuiltinProvider]] = {
+    builtin.key: builtin for builtin in (
+        BuiltinProvider("litellm", "a LiteLLM proxy at $LLMX_BASE_URL or http://localhost:4000/v1, "
+                                   "key $LLMX_API_KEY (required)",
+                        "anthropic/claude-sonnet-4-20250514", _litellm),  # llmx's default model
+        BuiltinProvider("oss", "Ollama at $LLMX_OSS_BASE_URL or http://localhost:${LLMX_OSS_PORT:-11434}/v1",
+                        "gpt-oss:20b", _oss),
+        BuiltinProvider("openai", "OpenAI at $OPENAI_BASE_URL or https://api.openai.com/v1, "
+                                  "key $OPENAI_API_KEY (required)", "gpt-4o-mini", _openai),
+        # llama.cpp serves its one model whatever the name.
+        BuiltinProvider("local", "starts llama.cpp with a bundled tiny model "
+                                 "(needs `pip install 'llmx_sync[local]'`)", "local", _local),
+    )
+}
+
+
+# --- what Client() uses ---------------------------------------------------------------------------
+
+_LITELLM_PROXY = ("localhost", 4000)
+_PROBE_TIMEOUT = 0.25
+
+
+def _answers(address: tuple[str, int]) -> bool:
+    """Whether something accepts TCP connections at `address` (a quick, bounded probe)."""
+    try:
+        with socket.create_connection(address, timeout=_PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def default_provider() -> Provider:
+    """The provider of a ``Client()`` given nothing, the first that applies:
+
+    1. ``$LLMX_BASE_URL`` is set: `litellm` (any OpenAI-compatible server, key ``$LLMX_API_KEY``);
+    2. ``$OPENAI_API_KEY`` or ``$OPENAI_BASE_URL`` is set: `openai`;
+    3. a LiteLLM proxy answers on localhost:4000 (a 0.25 s TCP probe): `litellm`;
+    4. the bundled model can run (the ``[local]`` extra is installed): `local`, which
+       STARTS a llama.cpp server process, stopped when the last client using it closes;
+    5. otherwise a `ConfigError` saying how to configure one, and why `local` could not run.
+    """
+    if env_value("LLMX_BASE_URL"):
+        return Provider.builtin("litellm")
+    if env_value("OPENAI_API_KEY") or env_value("OPENAI_BASE_URL"):
+        return Provider.builtin("openai")
+    if _answers(_LITELLM_PROXY):
+        return Provider.builtin("litellm")
+    try:
+        return Provider.builtin("local")
+    except (ImportError, LlmxError) as exc:
+        # The CLI prints only str(error): the reason (the `pip install` hint) must be in it.
+        raise ConfigError(
+            "no model provider configured. Point the SDK at a model in one of three ways: "
+            "set LLMX_BASE_URL (and LLMX_API_KEY) for a LiteLLM or other OpenAI-compatible server; "
+            "set OPENAI_API_KEY for OpenAI; or pass one, e.g. Client(base_url='http://127.0.0.1:8000/v1') "
+            f"or Client(provider=Provider.from_toml(...)). The bundled local model cannot run: {exc}"
+        ) from exc

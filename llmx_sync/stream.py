@@ -1,18 +1,26 @@
-"""The stream of one answer: a reader thread, a bounded queue, and an iterator.
+"""The events of one answer: a reader thread, a bounded queue, and an iterator.
 
-A daemon thread reads the response body as it arrives, turns it into events with
-`ChatSSEParser` and puts each read's events into a bounded queue as one batch (a
-queue operation per event would cost more than parsing it). The iterator takes the
-batches in the caller's thread, yields their events one by one and raises the
-stream's error there, after the events that came before it. A consumer slower than
-the server holds the reader back: the queue holds at most `queue_size` batches (each
-from one read of at most `transport.READ_SIZE` bytes), then the socket's buffers fill
-and TCP holds the server back.
+`EventStream` is the iterator the caller reads (`response.ResponseStream` adds the
+views: aggregate, collect, text_stream, snapshot).
+
+A daemon thread reads the response body as it arrives (a `body.BodyReader`), turns it
+into events with the wire's parser (a `wire.WireParser`) and puts each read's events
+into a bounded queue as one batch (a queue operation per event would cost more than
+parsing it). The iterator takes the batches in the caller's thread, yields their
+events one by one and raises the stream's error there, after the events that came
+before it. A consumer slower than the server holds the reader back: the queue holds
+the events of at most `max_buffered_bytes` of body (one batch per read of at most
+`body.READ_SIZE` bytes), then the socket's buffers fill and TCP holds the server back,
+so a paused stream costs a bounded amount of memory whatever the server sends.
+
+Time: each read waits at most `idle_timeout` since the last bytes arrived (SSE
+keep-alive comments count: a server that pings through a long silent phase is
+alive), and never past the request's `deadline` (`DeadlineExceededError`).
 
 Closing is the part that needs care. `close()`, leaving a ``with`` block, the
 stream being garbage collected (after a ``break``), and a ``KeyboardInterrupt`` while
 waiting all stop the reader at once, whatever it is doing: blocked in ``recv`` it is
-woken by shutting the socket down (`ResponseBody.shutdown`), blocked on a full queue
+woken by shutting the socket down (`BodyReader.shutdown`), blocked on a full queue
 by emptying the queue. The thread holds no reference to the `ResponseStream`, so an
 abandoned stream is collected and its finalizer does the stopping.
 """
@@ -20,27 +28,25 @@ abandoned stream is collected and its finalizer does the stopping.
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Final, Protocol, Union
 
-import requests
-from requests.structures import CaseInsensitiveDict
+from .body import READ_SIZE, BodyReader
+from .errors import LlmxError, StreamError, StreamIdleTimeoutError
+from .events import Event
+from .transport import Deadline, ResponseInfo
+from .wire import WireParser
 
-from .aggregate import ChatResult, aggregate, collect
-from .errors import StreamError, StreamIdleTimeoutError
-from .events import Event, OutputTextDelta
-from .sse import ChatSSEParser
-from .transport import ResponseBody, request_id
+__all__ = ["DEFAULT_BUFFERED_BYTES", "EventStream", "StreamLike"]
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "ResponseInfo", "ResponseStream"]
-
-DEFAULT_QUEUE_SIZE: Final = 1600
+#: How much of the body a stream holds when its consumer does not keep up.
+DEFAULT_BUFFERED_BYTES: Final = 1 << 20
 # Every wait is cut into slices this long, so that a stop flag or a Ctrl-C is seen
 # within one slice even where nothing else wakes the waiter.
 _WAIT_SLICE: Final = 0.1
@@ -62,16 +68,6 @@ _END: Final = _End()
 _Item = Union[list[Event], _End, BaseException]
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseInfo:
-    """What the server answered, apart from the body: a copy, not the live response."""
-
-    status_code: int
-    headers: Mapping[str, str]  # case-insensitive
-    request_id: str | None
-    url: str
-
-
 class _Reader:
     """The reader thread's side: body -> parser -> queue.
 
@@ -79,12 +75,14 @@ class _Reader:
     stream can be collected while this thread runs.
     """
 
-    def __init__(self, body: ResponseBody, parser: ChatSSEParser, events: queue.Queue[_Item],
-                 idle_timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, body: BodyReader, parser: WireParser, events: queue.Queue[_Item],
+                 idle_timeout: float, deadline: Deadline | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._body = body
         self._parser = parser
         self._queue = events
         self._idle_timeout = idle_timeout
+        self._deadline = deadline
         self._clock = clock
         self._stopping = threading.Event()
         self._draining = False  # the turn is over; the body is read only to reuse the connection
@@ -118,31 +116,36 @@ class _Reader:
         stream for the consumer: `_END` or the stream's error."""
         body, parser, clock, idle = self._body, self._parser, self._clock, self._idle_timeout
         stopping = self._stopping.is_set
-        deadline = clock() + idle
+        total = self._deadline.at if self._deadline is not None else math.inf
+        idle_until = clock() + idle
         while True:
-            remaining = deadline - clock()
+            remaining = min(idle_until, total) - clock()
             if remaining <= 0:
-                return StreamIdleTimeoutError()
+                return self._timed_out(total)
             body.set_timeout(remaining)
             try:
                 data = body.read()
             except TimeoutError:
-                return StreamIdleTimeoutError()
+                return self._timed_out(total)
             except StreamError as exc:
                 return exc
             if stopping():
                 return _END  # (not queued: nobody is reading)
             events = parser.feed(data) if data else parser.finish()
-            if events:
-                if not self._put(events):
-                    return _END
-                # Restarted after the put: time spent waiting for a slow consumer is
-                # not the server's idleness. Comments give no events, so no restart.
-                deadline = clock() + idle
+            if events and not self._put(events):
+                return _END
+            # Any bytes are a sign of life (keep-alive comments too). Restarted after the
+            # put: time spent waiting for a slow consumer is not the server's idleness.
+            idle_until = clock() + idle
             if parser.done:
                 if data:
                     self._drain()
                 return parser.error or _END
+
+    def _timed_out(self, total: float) -> LlmxError:
+        if self._deadline is not None and self._clock() >= total:
+            return self._deadline.error("while the answer was streaming")
+        return StreamIdleTimeoutError()
 
     def _drain(self) -> None:
         self._draining = True
@@ -173,8 +176,8 @@ class _Reader:
         return False
 
 
-class EventStream(Protocol):
-    """What the web and notebook helpers need of a stream (`ResponseStream` is one)."""
+class StreamLike(Protocol):
+    """What the web and notebook helpers need of a stream (`EventStream` is one)."""
 
     def __iter__(self) -> Iterator[Event]: ...
 
@@ -183,39 +186,39 @@ class EventStream(Protocol):
     def close(self) -> None: ...
 
 
-class ResponseStream:
+class EventStream:
     """The events of one streamed answer: iterate over it, once.
 
     Use it as a context manager, or call `close()`, to stop early; a stream dropped
     half-read (``break``) is closed when garbage collected. Errors (`StreamError`,
     `StreamIdleTimeoutError`, `InStreamError`) are raised by the iterator after the
-    events that came before them. Iterating a closed stream ends at once.
+    events that came before them, and kept in `error`. Iterating a closed stream ends
+    at once. `on_batch` (called in the caller's thread) sees every batch of events as
+    the iterator takes it from the queue, whatever reads them, and may add to it.
     """
 
-    def __init__(self, response: requests.Response, *, idle_timeout: float,
-                 queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
-        self.response = ResponseInfo(
-            status_code=response.status_code,
-            headers=CaseInsensitiveDict(response.headers),
-            request_id=request_id(response.headers),
-            url=response.url,
-        )
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
+    def __init__(self, body: BodyReader, parser: WireParser, info: ResponseInfo, *, idle_timeout: float,
+                 deadline: Deadline | None = None, max_buffered_bytes: int = DEFAULT_BUFFERED_BYTES,
+                 on_batch: Callable[[list[Event]], list[Event]] | None = None) -> None:
+        self.response = info
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=max(1, -(-max_buffered_bytes // READ_SIZE)))
         try:
-            parser = ChatSSEParser(headers=response.headers)
-            self._reader = _Reader(ResponseBody(response), parser, self._queue, idle_timeout)
+            self._reader = _Reader(body, parser, self._queue, idle_timeout, deadline)
         except BaseException:
-            response.close()
+            body.finish()
             raise
+        self._on_batch = on_batch
         self._batch: Iterator[Event] = iter(())
         self._finished = False
+        self.completed = False  # the answer arrived whole
+        self.error: BaseException | None = None  # what ended it, when it failed
         # Holds the reader, not self: the stream stays collectable.
         self._finalizer = weakref.finalize(self, self._reader.stop)
         self._reader.thread.start()
 
     # -- iteration ------------------------------------------------------------
 
-    def __iter__(self) -> ResponseStream:
+    def __iter__(self) -> EventStream:
         return self
 
     def __next__(self) -> Event:
@@ -240,17 +243,24 @@ class ResponseStream:
         if self._finished:
             raise StopIteration
         item = self._wait(deadline)
+        if item is None:  # closed by another thread
+            raise StopIteration
         if type(item) is list:
+            if self._on_batch is not None:
+                item = self._on_batch(item)
             self._batch = batch = iter(item)
             return next(batch)  # batches are never empty
         self._finished = True
         if isinstance(item, BaseException):
+            self.error = item
             raise item
+        self.completed = True
         raise StopIteration
 
-    def _wait(self, deadline: float | None) -> _Item:
-        """The next queued item; waits in slices so that Ctrl-C and `close()` from
-        another thread are noticed promptly. `TimeoutError` once `deadline` passed."""
+    def _wait(self, deadline: float | None) -> _Item | None:
+        """The next queued item, or None once `close()` was called from another thread;
+        waits in slices so that Ctrl-C and `close()` are noticed promptly.
+        `TimeoutError` once `deadline` passed."""
         get = self._queue.get
         try:
             while True:
@@ -262,8 +272,8 @@ class ResponseStream:
                 try:
                     return get(timeout=wait)
                 except queue.Empty:
-                    if self._finished:  # closed by another thread
-                        return _END
+                    if self._finished:
+                        return None
                     if not self._reader.thread.is_alive() and self._queue.empty():
                         return StreamError("the reader thread ended without a result")
         except TimeoutError:
@@ -288,7 +298,7 @@ class ResponseStream:
     def closed(self) -> bool:
         return not self._finalizer.alive
 
-    def __enter__(self) -> ResponseStream:
+    def __enter__(self) -> EventStream:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -297,20 +307,4 @@ class ResponseStream:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<ResponseStream {state} status={self.response.status_code} request_id={self.response.request_id!r}>"
-
-    # -- views ----------------------------------------------------------------
-
-    def aggregate(self, mode: str = "aggregated") -> Iterator[Event]:
-        """The events as `llmx_sync.aggregate` gives them (finished items only, by default)."""
-        return aggregate(self, mode)
-
-    def collect(self) -> ChatResult:
-        """Read the whole answer (text, reasoning, tool calls, usage) and close."""
-        with self:
-            return collect(self)
-
-    @property
-    def text_stream(self) -> Iterator[str]:
-        """Only the answer's text, delta by delta."""
-        return (event.delta for event in self if isinstance(event, OutputTextDelta))
+        return f"<{type(self).__name__} {state} status={self.response.status_code} request_id={self.response.request_id!r}>"

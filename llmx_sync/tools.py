@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
-from ._rust_compat import as_array, check_json_value
+from ._jsonrules import as_array, check_json_value, json_type_name
 from .errors import InvalidInputError
-from .models import _Fields, json_type_name
+from .models import _Fields
 
 logger = logging.getLogger("llmx_sync")
 

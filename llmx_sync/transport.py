@@ -1,53 +1,55 @@
-"""HTTP for the SDK: sending a request with retries for transient failures, and reading
-the body of the 2xx response as it arrives.
+"""HTTP for the SDK: sending a request with retries for transient failures, until a 2xx
+response whose body is then read by `body.py`.
 
 `Transport.send` is the retry loop; the rules it applies are small pure functions
 (`is_retryable_status`, `parse_retry_after`, `backoff`, `retry_delay`) so that each
-can be tested alone. `ResponseBody` hands the body to the stream's reader thread in
-pieces of whatever size is available, and lets another thread wake that reader up.
+can be tested alone.
 """
 
 from __future__ import annotations
 
 import email.utils
 import http.client
-import io
 import logging
 import math
+import os
 import random
 import re
-import socket
+import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from typing import Protocol
-from urllib.parse import urlsplit
+from typing import Any, Final, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
-import urllib3.exceptions
+import urllib3
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from .errors import (
     ConnectionFailedError,
-    RetryLimitReachedError,
-    StreamError,
+    DeadlineExceededError,
     UnexpectedStatusError,
+    retry_limit_error,
     status_error,
     status_text,
 )
 
 __all__ = [
-    "ResponseBody",
+    "Deadline",
+    "ResponseInfo",
     "Transport",
     "backoff",
+    "display_url",
     "is_retryable_status",
     "parse_retry_after",
-    "redact_headers",
     "request_id",
     "retry_delay",
-    "transport_error",
 ]
 
 logger = logging.getLogger("llmx_sync")
@@ -57,13 +59,8 @@ BACKOFF_FACTOR = 2.0
 # An error body is read for its message; past this much it is cut and the
 # connection closed rather than read to its end.
 MAX_ERROR_BODY = 1 << 20
-# How much the reader asks the socket for at once: one read takes everything
-# that has arrived, up to this.
-READ_SIZE = 1 << 14
-_MAX_CHUNK_LINE = 4096  # a chunk-size line (with extensions) longer than this is garbage
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|passw|signature|credential|session", re.IGNORECASE)
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
@@ -125,6 +122,22 @@ def retry_delay(
     return backoff(attempt, rng) if asked is None else asked
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseInfo:
+    """What the server answered, apart from the body: a copy, not the live response."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive
+    request_id: str | None
+    url: str
+
+    @classmethod
+    def of(cls, response: requests.Response) -> ResponseInfo:
+        """The response's status and headers; its URL with query values hidden (``***``)."""
+        return cls(status_code=response.status_code, headers=CaseInsensitiveDict(response.headers),
+                   request_id=request_id(response.headers), url=display_url(response.url))
+
+
 def request_id(headers: Mapping[str, str]) -> str | None:
     """``x-request-id``, else ``request-id``, else ``cf-ray`` (case-insensitive mapping)."""
     for name in _REQUEST_ID_HEADERS:
@@ -134,20 +147,22 @@ def request_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers with the values of credentials (Authorization, API keys, tokens,
-    cookies ...) replaced by ``***``: what may be logged."""
-    return {name: "***" if _SECRET_HEADER.search(name) else value for name, value in headers.items()}
-
-
-def _origin(url: str) -> str:
-    """scheme://host[:port] of `url`: its path and query may hold secrets
-    (``query_params`` can carry keys), so errors and logs name only the origin."""
+def display_url(url: str) -> str:
+    """`url` as errors and logs show it: the values of its query parameters (which can
+    carry keys) replaced by ``***``, and a password written in it too."""
     try:
         parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        host = parts.hostname or ""
+        port = parts.port
     except ValueError:  # e.g. a bad port or IPv6 literal; requests will say so
-        return "a malformed URL"
+        return "<malformed URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    user = f"{parts.username}:***@" if parts.password is not None else (f"{parts.username}@" if parts.username else "")
+    netloc = f"{user}{host}" + (f":{port}" if port is not None else "")
+    query = urlencode([(name, "***") for name, _ in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _error_chain(error: BaseException) -> list[BaseException]:
@@ -189,13 +204,72 @@ def describe_connection_error(error: BaseException) -> str:
     return str(seen[-1]) or type(seen[-1]).__name__
 
 
-def transport_error(reason: str) -> StreamError:
-    """llmx's error for a body that broke while being read, in its wording (the
-request-level error wrapped in a stream error)."""
-    return StreamError(f"Transport error: Error while reading the server response: {reason}")
-
-
 # --- sending -----------------------------------------------------------------
+
+#: Idle connections kept per host: enough for a web app's concurrency (a pool too small
+#: makes urllib3 discard connections with a warning each time).
+POOL_MAXSIZE: Final = 1024
+
+
+class _Reuse(threading.local):
+    """Whether the calling thread's last request went out on a socket that had carried
+    a request before (set by `_TrackedConnection`)."""
+
+    reused = False
+
+
+_reuse = _Reuse()
+
+
+class _TrackedConnection(urllib3.connection.HTTPConnection):
+    """A connection that counts the requests sent on its current socket."""
+
+    requests_on_socket = 0
+
+    def connect(self) -> None:
+        super().connect()
+        self.requests_on_socket = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        # No socket yet (a new connection, or one closed since): it connects now, fresh.
+        _reuse.reused = self.sock is not None and self.requests_on_socket > 0
+        super().request(*args, **kwargs)
+        self.requests_on_socket += 1  # after: a lazy connect() inside restarts the count
+
+
+class _TrackedHTTPSConnection(_TrackedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _TrackedConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, its pools making connections that know whether they were reused."""
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+_transports: weakref.WeakSet[Transport] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    """In a forked child, no pooled connection of the parent may carry a request: both
+    processes would read answers from one socket (each getting parts of the other's).
+    The pools are replaced without touching the old connections: closing them here
+    could wait on a lock a parent thread held at the fork."""
+    for transport in list(_transports):
+        transport.reset_pools()
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 class Transport:
@@ -210,19 +284,40 @@ class Transport:
     a ``requests.Session``, psf/requests#2766 and #1871, are about changing session
     state and about pool eviction under many hosts; ``pool_connections`` covers the
     few hosts a client talks to.)
+
+    `session` brings the caller's TLS (``verify``, ``cert``), proxies and adapters;
+    the caller keeps it (`close` leaves it open). Redirects are never followed, so
+    neither the prompt nor a credential goes to a host the caller did not name. After
+    ``os.fork()`` the child starts with empty pools.
     """
 
-    def __init__(self, *, pool_connections: int = 8, pool_maxsize: int = 64) -> None:
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=pool_connections, pool_maxsize=pool_maxsize, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    def __init__(self, session: requests.Session | None = None, *, pool_connections: int = 8,
+                 pool_maxsize: int = POOL_MAXSIZE) -> None:
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            adapter = _Adapter(pool_connections=pool_connections, pool_maxsize=pool_maxsize, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self._session = session
+        _transports.add(self)
+
+    def reset_pools(self) -> None:
+        """New, empty connection pools (the old connections are left alone)."""
+        for adapter in self._session.adapters.values():
+            if isinstance(adapter, HTTPAdapter):
+                # What requests' own HTTPAdapter.__setstate__ does (unpickling makes new pools).
+                settings = vars(adapter)
+                adapter.proxy_manager = {}
+                adapter.init_poolmanager(settings["_pool_connections"], settings["_pool_maxsize"],
+                                         block=settings["_pool_block"])
 
     def close(self) -> None:
-        """Close the pooled connections. Responses still being read keep theirs."""
-        self._session.close()
+        """Close the pooled connections (of a session this transport made). Responses
+        still being read keep theirs."""
+        if self._owns_session:
+            self._session.close()
 
     def __enter__(self) -> Transport:
         return self
@@ -240,6 +335,9 @@ class Transport:
         max_retry_delay: float,
         connect_timeout: float,
         read_timeout: float,
+        deadline: Deadline | None = None,
+        hint: Callable[[UnexpectedStatusError], str | None] | None = None,
+        log_headers: Mapping[str, str] | None = None,
         cancel: threading.Event | None = None,
         rng: Random = random,
     ) -> requests.Response:
@@ -247,272 +345,164 @@ class Transport:
 
         Retries (at most ``max_retries + 1`` attempts) on a retryable status and on
         connection errors, waiting `retry_delay`; never waits longer than
-        `max_retry_delay` (a server asking for more ends the retries). Raises
-        `UnexpectedStatusError` (a subclass per status) for a final status,
-        `RetryLimitReachedError` from the last status error when the retries are used up,
-        and `ConnectionFailedError` when the server cannot be reached. Setting `cancel`
-        (a closing client) ends a wait at once with `ConnectionFailedError`.
+        `max_retry_delay` (a server asking for more ends the retries), nor past
+        `deadline`. A pooled connection the server had already closed is sent again
+        once, at once and uncounted (llama-server closes after every answer without
+        saying so); a fresh connection closed without an answer is a counted retry.
+
+        Raises `UnexpectedStatusError` (a subclass per status; `hint(error)` may add a
+        hint) for a final status, the same classes that are also
+        `RetryLimitReachedError` when the retries are spent, `ConnectionFailedError`
+        when the server cannot be reached (at once for a certificate it cannot
+        verify), and `DeadlineExceededError`. Setting `cancel` (a closing client) ends
+        a wait at once with `ConnectionFailedError`. Logs at DEBUG the origin, the
+        header names with only the values in `log_headers`, and the body's size.
         """
-        origin = _origin(url)
+        where = display_url(url)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("POST %s headers=%s body=%d bytes", origin, redact_headers(headers), len(body))
+            shown = {name: (log_headers or {}).get(name, "***") for name in headers}
+            logger.debug("POST %s headers=%s body=%d bytes", where, shown, len(body))
+        verify = _ca_bundle_from_environment(self._session)
         attempt = 0
-        stale_retry_left = True
+        resend_left = True
         while True:
             attempt += 1
             if cancel is not None and cancel.is_set():
-                raise ConnectionFailedError(f"error sending request to {origin}: the client was closed")
+                raise ConnectionFailedError(f"error sending request to {where}: the client was closed")
+            connect, read = connect_timeout, read_timeout
+            if deadline is not None:
+                connect, read = deadline.bound(connect, "before the server answered"), deadline.bound(read, "")
+            _reuse.reused = False
             try:
-                response = self._session.post(
-                    url, data=body, headers=headers, stream=True, timeout=(connect_timeout, read_timeout)
-                )
+                response = self._session.post(url, data=body, headers=headers, stream=True, timeout=(connect, read),
+                                              allow_redirects=False, verify=verify)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if stale_retry_left and closed_without_response(exc):
-                    # Once per request, at once and not counted: the dead connection
-                    # is gone from the pool, so the next try gets a live one.
-                    stale_retry_left = False
+                if deadline is not None and deadline.passed():
+                    raise deadline.error("while waiting for the server's answer") from None
+                certificate = certificate_problem(exc)
+                if certificate is not None:
+                    raise ConnectionFailedError(
+                        f"error sending request to {where}: certificate verify failed ({certificate}); to trust "
+                        "a private CA, set REQUESTS_CA_BUNDLE or SSL_CERT_FILE to its PEM file, or pass "
+                        "Client(session=s) with s.verify = '/path/to/ca.pem'") from None
+                if resend_left and _reuse.reused and closed_without_response(exc):
+                    # The dead connection is gone from the pool: the next try gets a live one.
+                    resend_left = False
                     attempt -= 1
-                    logger.debug("%s closed the connection without answering; sending again", origin)
+                    logger.debug("%s had closed the pooled connection; sending again on a new one", where)
                     continue
-                reason = f"error sending request to {origin}: {describe_connection_error(exc)}"
+                reason = f"error sending request to {where}: {describe_connection_error(exc)}"
                 delay = backoff(attempt, rng)
                 if attempt > max_retries or delay > max_retry_delay:
-                    raise ConnectionFailedError(reason) from exc
+                    # Not chained: requests' message quotes the URL, query parameters and all.
+                    raise ConnectionFailedError(reason) from None
                 _log_retry(attempt, max_retries, reason, delay)
-                _sleep(delay, cancel, origin)
+                _sleep(delay, cancel, where, deadline)
                 continue
             except requests.RequestException as exc:  # a malformed URL and the like: no retry can help
-                # Only the class: the message would quote the URL, query parameters and all.
-                raise ConnectionFailedError(f"error sending request to {origin}: {type(exc).__name__}") from exc
+                raise ConnectionFailedError(f"error sending request to {where}: {type(exc).__name__}") from None
             status = response.status_code
             if 200 <= status <= 299:
                 return response
-            error = _status_error(response)
+            error = _status_error(response, hint)
             if not is_retryable_status(status):
                 raise error
             if attempt > max_retries:
-                raise RetryLimitReachedError(status, error.request_id) from error
+                raise retry_limit_error(error, attempt)
             delay = retry_delay(attempt, response.headers, rng=rng)
             if delay > max_retry_delay:
                 logger.info("not retrying: the server asks to wait %.3fs, more than max_retry_delay=%ss",
                             delay, max_retry_delay)
-                raise RetryLimitReachedError(status, error.request_id) from error
+                raise retry_limit_error(error, attempt)
             _log_retry(attempt, max_retries, status_text(status), delay)
-            _sleep(delay, cancel, origin)
+            try:
+                _sleep(delay, cancel, where, deadline)
+            except DeadlineExceededError as exc:
+                raise exc from error
 
 
-def _status_error(response: requests.Response) -> UnexpectedStatusError:
-    """The error for a non-2xx response, with its body text; the response is closed
-    (its connection back in the pool when the body was read to the end)."""
+class Deadline:
+    """The end of a request's total time (`RequestOptions.timeout`), on the monotonic clock."""
+
+    __slots__ = ("timeout", "at")
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self.at = clock() + timeout
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.remaining() <= 0
+
+    def error(self, what: str) -> DeadlineExceededError:
+        return DeadlineExceededError(self.timeout, what)
+
+    def bound(self, seconds: float, what: str) -> float:
+        """`seconds`, cut to the time left; raises `DeadlineExceededError` when none is."""
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise self.error(what or "before the request was sent")
+        return min(seconds, remaining)
+
+
+def _ca_bundle_from_environment(session: requests.Session) -> str | None:
+    """``SSL_CERT_FILE`` (what OpenSSL and Python's `ssl` read) as the CA bundle, when
+    neither ``REQUESTS_CA_BUNDLE`` nor ``CURL_CA_BUNDLE`` (what requests reads) is set
+    and the session verifies with its default bundle. None leaves it to requests."""
+    if session.verify is not True or not session.trust_env:
+        return None
+    if os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
+        return None
+    return os.environ.get("SSL_CERT_FILE") or None
+
+
+def certificate_problem(error: BaseException) -> str | None:
+    """The verification failure's reason when `error` is a TLS certificate that could
+    not be verified (retrying cannot help), else None."""
+    for cause in _error_chain(error):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or str(cause)
+    return None
+
+
+def _status_error(response: requests.Response,
+                  hint: Callable[[UnexpectedStatusError], str | None] | None) -> UnexpectedStatusError:
+    """The error for a non-2xx response, with its body text (and a hint); the response
+    is closed (its connection back in the pool when the body was read to the end)."""
     try:
         data = response.raw.read(MAX_ERROR_BODY, decode_content=True)
     except Exception:  # as llmx's `text().unwrap_or_default()`: the status is what matters
         data = b""
     finally:
         response.close()
-    return status_error(response.status_code, data.decode("utf-8", errors="replace"), request_id(response.headers))
+    status, headers = response.status_code, CaseInsensitiveDict(response.headers)
+    text = data.decode("utf-8", errors="replace")
+    error = status_error(status, text, request_id(headers), headers=headers)
+    extra = redirect_hint(status, headers.get("location")) if 300 <= status <= 399 else None
+    extra = extra or (hint(error) if hint is not None else None)
+    return error if extra is None else status_error(status, text, error.request_id, headers=headers, hint=extra)
+
+
+def redirect_hint(status: int, location: str | None) -> str:
+    """Why a 3xx fails, and what to do: redirects are not followed (the prompt and the
+    credentials would go to another host; a 301/302 would even turn the POST into a GET)."""
+    target = f" to {display_url(location)}" if location else ""
+    return (f"The server redirects{target}; llmx_sync does not follow redirects, so that the prompt and "
+            "credentials never go to another host: set base_url to the address the server redirects to")
 
 
 def _log_retry(attempt: int, max_retries: int, reason: str, delay: float) -> None:
     logger.info("attempt %d of %d failed (%s); retrying in %.3fs", attempt, max_retries + 1, reason, delay)
 
 
-def _sleep(delay: float, cancel: threading.Event | None, origin: str) -> None:
+def _sleep(delay: float, cancel: threading.Event | None, where: str, deadline: Deadline | None) -> None:
+    """Wait `delay` seconds before a retry. A wait that would end past the deadline is
+    not started (`DeadlineExceededError` at once); setting `cancel` ends it."""
+    if deadline is not None and deadline.remaining() <= delay:
+        raise deadline.error(f"before the next try (it was due in {delay:.3g} s)")
     if cancel is None:
         time.sleep(delay)
     elif cancel.wait(delay):
-        raise ConnectionFailedError(f"error sending request to {origin}: the client was closed")
-
-
-# --- reading the body --------------------------------------------------------
-
-
-class _Dechunker:
-    """Incremental decoder of HTTP/1.1 chunked framing (RFC 9112 §7.1)."""
-
-    __slots__ = ("_left", "_line", "_trailers", "done")
-
-    def __init__(self) -> None:
-        self._left = 0  # bytes of chunk data still to come
-        self._line = b""  # an unfinished size or trailer line
-        self._trailers = False  # the last chunk was seen; lines up to a blank one follow
-        self.done = False
-
-    @property
-    def in_trailers(self) -> bool:
-        return self._trailers
-
-    def feed(self, data: bytes) -> bytes:
-        """The payload in `data`; raises ValueError for bytes that are not chunked framing."""
-        if self._line:
-            data = self._line + data
-            self._line = b""
-        out: list[bytes] = []
-        pos, end = 0, len(data)
-        while pos < end and not self.done:
-            if self._left:
-                stop = min(pos + self._left, end)
-                out.append(data[pos:stop])
-                self._left -= stop - pos
-                pos = stop
-                continue
-            eol = data.find(b"\n", pos)
-            if eol < 0:
-                if end - pos > _MAX_CHUNK_LINE:
-                    raise ValueError("chunk header line too long")
-                self._line = data[pos:]
-                break
-            line = data[pos:eol]
-            pos = eol + 1
-            if line == b"\r" or not line:  # the CRLF that ends a chunk's data
-                self.done = self._trailers
-            elif not self._trailers:  # a size line; int() ignores the CR around it
-                size = int(line, 16) if b";" not in line else int(line.split(b";", 1)[0], 16)
-                if size < 0:
-                    raise ValueError("negative chunk size")
-                self._left = size
-                self._trailers = size == 0
-        return out[0] if len(out) == 1 else b"".join(out)
-
-
-class ResponseBody:
-    """The body of a streamed response, for one reader thread.
-
-    `read` returns the bytes that have arrived (waiting for at least one), and ``b""``
-    once the body has ended; `finish` then gives the connection back to the pool. Any
-    thread may call `shutdown` to wake a `read` blocked in ``recv``.
-
-    On the normal path (an ``http.client`` response over a socket, no content coding:
-    the client asks for ``Accept-Encoding: identity``) the body is read from the
-    connection's buffered reader with ``read1`` and the chunked framing is decoded
-    here. urllib3's own readers return at most one HTTP chunk per call, and servers
-    send one SSE event per chunk, so a reader thread would wake, parse and hand over
-    once per event; this way one read takes all that has arrived. It also lets
-    `shutdown` and the return to the pool be ordered under one lock, so a socket can
-    never be shut down after another thread took it from the pool. Other responses
-    (compressed, or not backed by a socket, like test doubles) are read through
-    urllib3's ``read1``.
-    """
-
-    def __init__(self, response: requests.Response, *, read_size: int = READ_SIZE) -> None:
-        self._response = response
-        self._read_size = read_size
-        self._lock = threading.Lock()
-        self._released = False  # finish() ran: the socket may belong to someone else now
-        self._shut = False
-        raw = response.raw
-        original = getattr(raw, "_original_response", None)
-        fp = getattr(original, "fp", None)
-        sock = getattr(getattr(fp, "raw", None), "_sock", None)
-        coding = response.headers.get("content-encoding", "").strip().lower()
-        self._direct = (
-            isinstance(original, http.client.HTTPResponse)
-            and isinstance(fp, io.BufferedReader)
-            and isinstance(sock, socket.socket)
-            and coding in ("", "identity")
-        )
-        self._original: http.client.HTTPResponse | None = original if self._direct else None
-        self._fp: io.BufferedReader | None = fp if self._direct else None
-        self._sock: socket.socket | None = sock if self._direct else None
-        self._will_close = bool(getattr(original, "will_close", True))
-        self._dechunker = _Dechunker() if self._direct and getattr(original, "chunked", False) else None
-        length = getattr(original, "length", None)
-        self._remaining: int | None = length if self._direct and self._dechunker is None else None
-        self.complete = self._remaining == 0  # the whole body has been read (at once: Content-Length: 0)
-
-    def read(self) -> bytes:
-        """The next bytes of the body, ``b""`` at its end. Raises `TimeoutError` when
-        the timeout set by `set_timeout` passes, and `StreamError` (llmx's
-        transport error) when the body breaks."""
-        if self.complete:
-            return b""
-        if not self._direct:
-            return self._read_urllib3()
-        assert self._fp is not None
-        while True:
-            try:
-                data = self._fp.read1(self._read_size)
-            except TimeoutError:
-                raise
-            except (OSError, ValueError) as exc:
-                raise transport_error(_os_reason(exc)) from exc
-            if self._dechunker is not None:
-                if not data:
-                    if not self._dechunker.in_trailers:
-                        raise transport_error("the connection closed before the end of the chunked body")
-                    self.complete = True  # some servers leave out the blank line after the last chunk
-                    return b""
-                try:
-                    data = self._dechunker.feed(data)
-                except ValueError as exc:
-                    raise transport_error(f"invalid chunked encoding ({exc})") from exc
-                self.complete = self._dechunker.done
-            elif self._remaining is not None:
-                if not data:
-                    raise transport_error(f"the connection closed with {self._remaining} bytes of the body unread")
-                data = data[: self._remaining]
-                self._remaining -= len(data)
-                self.complete = self._remaining == 0
-            elif not data:  # delimited by the connection's end
-                self.complete = True
-            if data or self.complete:
-                return data
-
-    def _read_urllib3(self) -> bytes:
-        raw = self._response.raw
-        try:
-            read = raw.read1 if hasattr(raw, "read1") else raw.read
-            data = read(self._read_size, decode_content=True)
-        except urllib3.exceptions.ReadTimeoutError as exc:
-            raise TimeoutError(str(exc)) from exc
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            raise transport_error(str(exc) or type(exc).__name__) from exc
-        self.complete = not data
-        return bytes(data)
-
-    def set_timeout(self, seconds: float) -> None:
-        """Bound the next `read` (in the reader thread). Without a socket of our own
-        the timeout given to `Transport.send` stays in force."""
-        if self._sock is not None:
-            self._sock.settimeout(seconds)
-
-    def shutdown(self) -> None:
-        """Wake a `read` blocked in another thread (it returns ``b""`` or raises) and
-        make sure the connection is not reused. Safe from any thread, at any time."""
-        with self._lock:
-            if self._released or self._shut:
-                return
-            self._shut = True
-            if self._sock is not None:
-                try:
-                    # The base class's method: SSLSocket.shutdown would also drop the
-                    # TLS object under the reader's feet.
-                    socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return
-        shutdown = getattr(self._response.raw, "shutdown", None)
-        if shutdown is not None:
-            try:
-                shutdown()
-            except (OSError, RuntimeError, ValueError):  # already released, or no socket
-                pass
-
-    def finish(self) -> None:
-        """Release the response (in the reader thread, after the last `read`): its
-        connection goes back to the pool when the body was read to its end, else it
-        is closed."""
-        with self._lock:
-            self._released = True
-            reuse = self._direct and self.complete and not self._shut and not self._will_close
-        if reuse:
-            assert self._original is not None
-            self._original.close()  # http.client's side: lets the connection send again
-            self._response.raw.release_conn()
-        self._response.close()
-
-
-def _os_reason(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror.lower()
-    return str(error) or type(error).__name__
+        raise ConnectionFailedError(f"error sending request to {where}: the client was closed")

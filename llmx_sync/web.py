@@ -19,20 +19,20 @@ one below.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._jsonrules import compact_json
 from .errors import LlmxError
-from .events import Event, OutputTextDelta, event_to_dict
-from .stream import EventStream
+from .events import Event, OutputTextDelta
+from .stream import StreamLike
 
 if TYPE_CHECKING:
     from django.http import StreamingHttpResponse
     from flask import Response
 
 __all__ = [
-    "EventStream",
+    "StreamLike",
     "django_sse_response",
     "django_text_response",
     "flask_sse_response",
@@ -57,18 +57,13 @@ HEARTBEAT_FRAME = b": keep-alive\n\n"
 DONE_FRAME = b"data: [DONE]\n\n"
 
 
-def _compact_json(data: Any) -> str:
-    # json.dumps escapes CR and LF inside strings, so the result is one SSE line.
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
 def sse_frame(event_type: str, data: Any) -> bytes:
     """One SSE event: ``event: <type>`` and one ``data:`` line of compact JSON."""
-    return f"event: {event_type}\ndata: {_compact_json(data)}\n\n".encode()
+    return f"event: {event_type}\ndata: {compact_json(data)}\n\n".encode()
 
 
 def event_frame(event: Event) -> bytes:
-    return sse_frame(event.type, event_to_dict(event))
+    return sse_frame(event.type, event.to_dict())
 
 
 def error_frame(error: BaseException) -> bytes:
@@ -81,10 +76,10 @@ def error_frame(error: BaseException) -> bytes:
     return sse_frame("error", {"type": type(error).__name__, "message": message})
 
 
-def sse_response_body(stream: EventStream, *, heartbeat: float = 15.0) -> Iterator[bytes]:
+def sse_response_body(stream: StreamLike, *, heartbeat: float = 15.0) -> Iterator[bytes]:
     """The stream as Server-Sent Events for a browser.
 
-    One ``event: <event.type>`` frame per event whose ``data`` is `event_to_dict`
+    One ``event: <event.type>`` frame per event whose ``data`` is `event.to_dict()`
     as compact JSON; a ``: keep-alive`` comment after `heartbeat` seconds without
     an event (keeps proxies from timing out, and lets the server notice a browser
     that went away, which it can only do when a write fails); ``data: [DONE]`` at
@@ -99,7 +94,7 @@ def sse_response_body(stream: EventStream, *, heartbeat: float = 15.0) -> Iterat
     return _sse_frames(stream, heartbeat)
 
 
-def _sse_frames(stream: EventStream, heartbeat: float) -> Iterator[bytes]:
+def _sse_frames(stream: StreamLike, heartbeat: float) -> Iterator[bytes]:
     try:
         while True:
             try:
@@ -120,7 +115,7 @@ def _sse_frames(stream: EventStream, heartbeat: float) -> Iterator[bytes]:
         stream.close()
 
 
-def text_body(stream: EventStream) -> Iterator[bytes]:
+def text_body(stream: StreamLike) -> Iterator[bytes]:
     """Only the answer's text deltas, UTF-8 encoded.
 
     Plain text has no way to carry an error, so one is raised: the server then
@@ -135,22 +130,22 @@ def text_body(stream: EventStream) -> Iterator[bytes]:
         stream.close()
 
 
-def flask_sse_response(stream: EventStream, *, heartbeat: float = 15.0) -> Response:
+def flask_sse_response(stream: StreamLike, *, heartbeat: float = 15.0) -> Response:
     """A Flask response streaming `sse_response_body`."""
     return _flask_response(sse_response_body(stream, heartbeat=heartbeat), SSE_CONTENT_TYPE)
 
 
-def flask_text_response(stream: EventStream) -> Response:
+def flask_text_response(stream: StreamLike) -> Response:
     """A Flask response streaming `text_body`."""
     return _flask_response(text_body(stream), TEXT_CONTENT_TYPE)
 
 
-def django_sse_response(stream: EventStream, *, heartbeat: float = 15.0) -> StreamingHttpResponse:
+def django_sse_response(stream: StreamLike, *, heartbeat: float = 15.0) -> StreamingHttpResponse:
     """A Django `StreamingHttpResponse` streaming `sse_response_body`."""
     return _django_response(sse_response_body(stream, heartbeat=heartbeat), SSE_CONTENT_TYPE)
 
 
-def django_text_response(stream: EventStream) -> StreamingHttpResponse:
+def django_text_response(stream: StreamLike) -> StreamingHttpResponse:
     """A Django `StreamingHttpResponse` streaming `text_body`."""
     return _django_response(text_body(stream), TEXT_CONTENT_TYPE)
 

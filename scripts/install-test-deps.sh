@@ -19,6 +19,7 @@ if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
 fi
 
 PYTHON="$PY" bash scripts/install-local.sh
+PYTHON="$PY" bash scripts/install-litellm.sh
 "$PY" -m pip install --disable-pip-version-check -q -e '.[test,lint]'
 # The integration tests skip without the local stack; make a broken install fail here instead.
 "$PY" -c "import llama_cpp, llama_cpp.server; from llmx_sync.local import find_bundled_model; print('[install-test-deps] model:', find_bundled_model())"

@@ -11,10 +11,38 @@ if _HERE not in sys.path:
 
 from llm_server import LLMServer  # noqa: E402
 
+from llmx_sync.body import PUBLIC_READER_ENV  # noqa: E402
+
+#: The two ways a response body is read (llmx_sync.body): the fast socket path, and
+#: urllib3's public API (what LLMX_SYNC_PUBLIC_BODY_READER=1 forces).
+BODY_READERS = ("socket", "urllib3")
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: needs a real network server (127.0.0.1 only)")
     config.addinivalue_line("markers", "browser: needs a browser")
+    config.addinivalue_line("markers", "socket_reader_only: runs on the socket body reader only (see `body_reader`)")
+
+
+def pytest_generate_tests(metafunc):
+    """Run every test that uses the `body_reader` fixture once per body reader, except
+    those marked `socket_reader_only` (they pin what only the fast path does)."""
+    if "body_reader" in metafunc.fixturenames:
+        socket_only = metafunc.definition.get_closest_marker("socket_reader_only") is not None
+        metafunc.parametrize("body_reader", BODY_READERS[:1] if socket_only else BODY_READERS, indirect=True)
+
+
+@pytest.fixture
+def body_reader(request, monkeypatch):
+    """Which body reader the streams of this test use: ``"socket"`` (the default path) or
+    ``"urllib3"`` (``LLMX_SYNC_PUBLIC_BODY_READER=1``). Opt in per module with
+    ``pytestmark = pytest.mark.usefixtures("body_reader")``; CI then runs those tests
+    both ways inside the one ``python -m pytest``."""
+    if request.param == "urllib3":
+        monkeypatch.setenv(PUBLIC_READER_ENV, "1")
+    else:
+        monkeypatch.delenv(PUBLIC_READER_ENV, raising=False)
+    return request.param
 
 
 @pytest.fixture

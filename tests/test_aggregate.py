@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from llmx_sync.aggregate import ChatResult, aggregate, collect
+from llmx_sync.chat import parse_chat_sse
 from llmx_sync.errors import InStreamError
 from llmx_sync.events import (
     Completed,
@@ -24,7 +25,6 @@ from llmx_sync.events import (
     TokenUsage,
 )
 from llmx_sync.models import FunctionCall, Message, OutputText, Reasoning, ReasoningContentText, ReasoningText
-from llmx_sync.sse import parse_chat_sse
 
 
 def events_of(*chunks: dict[str, Any]) -> list[Event]:

@@ -41,6 +41,7 @@ from llmx_sync.events import (
     TokenUsage,
 )
 from llmx_sync.models import FunctionCall, Message, Reasoning, ReasoningText
+from llmx_sync.providers import BUILTIN_PROVIDERS
 
 REPO = Path(__file__).resolve().parents[1]
 USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
@@ -393,7 +394,8 @@ def test_builtin_provider_with_base_url_override(llm_server: Any, capsys: Any, m
     assert chat(llm_server, capsys, "hi", "--provider", "openai")[0] == 0
     request = llm_server.requests[0]
     assert request.headers["Authorization"] == "Bearer sk-openai"
-    assert request.json()["model"] == cli.DEFAULT_MODELS["openai"]
+    # the built-in's default model (was cli.DEFAULT_MODELS["openai"])
+    assert request.json()["model"] == BUILTIN_PROVIDERS["openai"].model == "gpt-4o-mini"
 
 
 def test_missing_provider_key_exits_1(capsys: Any) -> None:

@@ -14,15 +14,24 @@ from llm_server import LLMServer, Reply, error_reply, text_stream_body
 from sockets import wait_for
 from streaming_support import RELEASE_TIMEOUT, make_client, reader_threads
 
-import llmx_sync.client as client_module
-from llmx_sync.client import Client, resolve_default_provider, user_agent
-from llmx_sync.errors import ConfigError, EnvVarError, RetryLimitReachedError, UnsupportedOperationError
+import llmx_sync.providers as providers_module
+from llmx_sync.client import Client, user_agent
+from llmx_sync.errors import (
+    ConfigError,
+    EnvVarError,
+    InvalidInputError,
+    RetryLimitReachedError,
+    UnsupportedOperationError,
+)
 from llmx_sync.events import OutputTextDelta
 from llmx_sync.local import INSTALL_HINT, LocalDependencyError
 from llmx_sync.prompt import Prompt
-from llmx_sync.providers import Provider
+from llmx_sync.providers import Provider, default_provider
 
 SECRET = "sk-test-SECRET-123"
+# The tests that read an answer run on both body readers (the socket fast path and
+# urllib3's public API); see `body_reader` in conftest.py.
+both_body_readers = pytest.mark.usefixtures("body_reader")
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +47,9 @@ def ok_reply(*tokens: str) -> Reply:
 # --- what is sent ----------------------------------------------------------------------------
 
 
+@both_body_readers
 def test_headers_sent(llm_server: LLMServer) -> None:
-    provider = Provider(name="p", base_url=llm_server.url, experimental_bearer_token=SECRET,
+    provider = Provider(name="p", base_url=llm_server.url, api_key=SECRET,
                         http_headers={"X-Team": "blue", "User-Agent": "my-app/1"})
     llm_server.enqueue(ok_reply(), ok_reply())
     with Client(provider) as client:
@@ -61,7 +71,9 @@ def test_headers_sent(llm_server: LLMServer) -> None:
     assert first.json()["model"] == "m" and first.json()["stream"] is True
 
 
-def test_default_user_agent(llm_server: LLMServer) -> None:
+@both_body_readers
+def test_default_user_agent(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLMX_API_KEY", raising=False)  # Client(base_url=...) would send it
     llm_server.enqueue(ok_reply())
     with Client(base_url=llm_server.url) as client:
         client.stream("hi", model="m").collect()
@@ -70,6 +82,7 @@ def test_default_user_agent(llm_server: LLMServer) -> None:
     assert "Authorization" not in llm_server.requests[0].headers
 
 
+@both_body_readers
 def test_prompt_forms(llm_server: LLMServer) -> None:
     llm_server.enqueue(ok_reply(), ok_reply(), ok_reply())
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
@@ -92,14 +105,49 @@ def test_no_secret_in_repr() -> None:
 def test_base_url_and_api_key_replace_the_providers() -> None:
     provider = Provider(name="p", base_url="http://a.example/v1", env_key="NOT_SET_ANYWHERE")
     with Client(provider, base_url="http://b.example/v1", api_key=SECRET) as client:
-        assert client.provider.base_url == "http://b.example/v1"
-        assert client.provider.api_key() == SECRET
+        assert client.provider.connection.base_url == "http://b.example/v1"
+        assert client.provider.connection.bearer_token() == SECRET
         assert client.provider.name == "p"
+
+
+class CountingServer:
+    """Stands in for the shared `LocalServer`: counts the clients using it."""
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.acquired = 0
+
+    def acquire(self) -> None:
+        self.users += 1
+        self.acquired += 1
+
+    def release(self) -> None:
+        self.users -= 1
+
+
+def test_a_client_keeps_its_providers_server_running_while_open() -> None:
+    # (was local.use_shared_server: LocalServer.acquire/release, called by Client)
+    server = CountingServer()
+    provider = Provider("local", "http://127.0.0.1:9/v1", server=server)  # type: ignore[arg-type]
+    first, second = Client(provider), Client(provider)
+    assert server.users == 2
+    first.close()
+    first.close()  # idempotent: released once
+    assert server.users == 1
+    with Client(provider.replace(max_tokens=5)):  # other settings: still that server's URL
+        assert server.users == 2
+    second.close()
+    assert server.users == 0
+    # Another URL is another server's: this client neither starts nor stops the local one.
+    with Client(provider, base_url="http://127.0.0.1:10/v1") as elsewhere:
+        assert elsewhere.provider.server is None
+    assert server.acquired == 3
 
 
 # --- settings precedence ---------------------------------------------------------------------
 
 
+@both_body_readers
 def test_keyword_settings_win_over_the_provider(llm_server: LLMServer) -> None:
     llm_server.enqueue(ok_reply(), ok_reply())
     with make_client(llm_server, max_tokens=100, include_usage=False) as client:
@@ -112,6 +160,21 @@ def test_keyword_settings_win_over_the_provider(llm_server: LLMServer) -> None:
     assert (keyword_body["temperature"], keyword_body["seed"], keyword_body["top_k"]) == (0.5, 7, 3)
 
 
+def test_settings_not_given_stay_the_providers_and_none_is_a_value() -> None:
+    # A setting counts as given only when named; None is a value: "leave it out" for
+    # max_tokens, "no limit" for timeout, and refused where it means nothing.
+    provider = Provider("p", "http://127.0.0.1:9/v1", idle_timeout=2.5, request_max_retries=1, max_tokens=9,
+                        timeout=30)
+    with Client(provider) as client:
+        options = client.options(model="m", max_tokens=None, timeout=None)
+        assert (options.idle_timeout, options.request_max_retries, options.max_tokens, options.timeout) == (
+            2.5, 1, None, None)
+        assert "max_tokens" not in client.request_body("hi", model="m", max_tokens=None)
+        with pytest.raises(InvalidInputError, match=r"^idle_timeout: expected a finite number of seconds above 0"):
+            client.options(model="m", idle_timeout=None)
+
+
+@both_body_readers
 def test_request_max_retries_keyword_wins(llm_server: LLMServer) -> None:
     retry_now = {"Retry-After": "0"}
     llm_server.enqueue(error_reply(503, headers=retry_now), ok_reply(),
@@ -123,6 +186,7 @@ def test_request_max_retries_keyword_wins(llm_server: LLMServer) -> None:
         assert client.stream("hi", model="m", request_max_retries=1).collect().text == "ok"
 
 
+@both_body_readers
 def test_max_retry_delay_keyword_wins(llm_server: LLMServer) -> None:
     llm_server.enqueue(error_reply(429, headers={"Retry-After": "0.3"}), ok_reply())
     with make_client(llm_server, max_retry_delay=0.1) as client:
@@ -138,14 +202,19 @@ def test_max_retry_delay_keyword_wins(llm_server: LLMServer) -> None:
 def test_errors_before_io(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLMX_TEST_MISSING_KEY", raising=False)
     with Client(base_url=llm_server.url) as client:
-        with pytest.raises(UnsupportedOperationError, match="output_schema"):
-            client.stream(Prompt(input=[], output_schema={"type": "object"}), model="m")
+        with pytest.raises(InvalidInputError, match="^response_format: expected a dataclass"):
+            client.stream(Prompt(input=[], output_schema=[1, 2]), model="m")
     with Client(Provider(name="p", base_url=llm_server.url, env_key="LLMX_TEST_MISSING_KEY")) as client:
         with pytest.raises(EnvVarError, match="LLMX_TEST_MISSING_KEY"):
             client.stream("hi", model="m")
-    with Client(Provider(name="p", base_url=llm_server.url, wire_api="responses")) as client:
-        with pytest.raises(UnsupportedOperationError, match="Responses API"):
-            client.stream("hi", model="m")
+    # The Responses API is refused even earlier now: when the provider is made.
+    with pytest.raises(UnsupportedOperationError, match="Responses API"):
+        Provider(name="p", base_url=llm_server.url, wire_api="responses")
+    with Client(base_url=llm_server.url) as client:
+        with pytest.raises(InvalidInputError, match=r"^max_tokens: expected a non-negative integer"):
+            client.stream("hi", model="m", max_tokens=-1)
+    with pytest.raises(InvalidInputError, match=r"^max_buffered_bytes: "):
+        Client(base_url=llm_server.url, max_buffered_bytes=0)
     assert llm_server.requests == []
     assert llm_server.connections_accepted == 0
 
@@ -157,21 +226,21 @@ def test_errors_before_io(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch
 def bare_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for var in ("LLMX_BASE_URL", "LLMX_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(client_module, "_answers", lambda address: False)
+    monkeypatch.setattr(providers_module, "_answers", lambda address: False)
     return monkeypatch
 
 
 def test_default_provider_from_the_environment(bare_env: pytest.MonkeyPatch) -> None:
     bare_env.setenv("OPENAI_API_KEY", SECRET)
-    assert resolve_default_provider().name == "OpenAI"
+    assert default_provider().name == "OpenAI"
     bare_env.setenv("LLMX_BASE_URL", "http://127.0.0.1:4999/v1")
-    provider = resolve_default_provider()
-    assert (provider.name, provider.base_url) == ("LiteLLM", "http://127.0.0.1:4999/v1")
+    provider = default_provider()
+    assert (provider.name, provider.connection.base_url) == ("LiteLLM", "http://127.0.0.1:4999/v1")
 
 
 def test_default_provider_a_litellm_proxy_on_localhost(bare_env: pytest.MonkeyPatch) -> None:
-    bare_env.setattr(client_module, "_answers", lambda address: address == ("localhost", 4000))
-    assert resolve_default_provider().name == "LiteLLM"
+    bare_env.setattr(providers_module, "_answers", lambda address: address == ("localhost", 4000))
+    assert default_provider().name == "LiteLLM"
 
 
 def test_no_provider_anywhere_says_how_to_set_one(bare_env: pytest.MonkeyPatch) -> None:
@@ -196,7 +265,7 @@ def test_why_the_local_model_cannot_run_reaches_the_error(bare_env: pytest.Monke
 
     bare_env.setattr(Provider, "builtin", staticmethod(no_local))
     with pytest.raises(ConfigError) as caught:
-        resolve_default_provider()
+        default_provider()
     assert asked == ["local"]
     assert caught.value.__cause__ is reason
     assert "pip install 'llmx_sync[local]'" in str(caught.value)
@@ -204,12 +273,13 @@ def test_why_the_local_model_cannot_run_reaches_the_error(bare_env: pytest.Monke
 
 
 def test_probe_is_quick_and_bounded() -> None:
-    assert client_module._answers(("127.0.0.1", 9)) is False  # discard port: nobody listens
+    assert providers_module._answers(("127.0.0.1", 9)) is False  # discard port: nobody listens
 
 
 # --- where users write their loops ------------------------------------------------------------
 
 
+@both_body_readers
 def test_for_loop_inside_a_running_event_loop(llm_server: LLMServer) -> None:
     """A Jupyter cell runs in a thread with a running asyncio loop; the SDK must not care."""
     llm_server.enqueue(ok_reply("in ", "a loop"))
@@ -221,6 +291,7 @@ def test_for_loop_inside_a_running_event_loop(llm_server: LLMServer) -> None:
     assert asyncio.run(cell()) == "in a loop"
 
 
+@both_body_readers
 def test_flask_view_behind_werkzeug(llm_server: LLMServer) -> None:
     flask = pytest.importorskip("flask")
     from werkzeug.serving import make_server

@@ -25,6 +25,7 @@ from llmx_sync.errors import (
     UnexpectedStatusError,
     UnprocessableEntityError,
     UnsupportedOperationError,
+    retry_limit_error,
     status_error,
     status_text,
 )
@@ -81,13 +82,16 @@ def test_in_stream_error() -> None:
     assert isinstance(error, UnexpectedStatusError)
 
 
-def test_retry_limit_reached_keeps_the_cause() -> None:
-    cause = status_error(429, "slow down")
-    with pytest.raises(RetryLimitReachedError) as info:
-        raise RetryLimitReachedError(429, "req_9") from cause
-    assert str(info.value) == "exceeded retry limit, last status: 429 Too Many Requests, request id: req_9"
-    assert info.value.__cause__ is cause
-    assert str(RetryLimitReachedError(503)) == "exceeded retry limit, last status: 503 Service Unavailable"
+def test_retry_limit_error_is_the_status_class_too() -> None:
+    # llmx raised only "exceeded retry limit", the server's message on __cause__: now the
+    # error of the status (so `except RateLimitError` works) is also a RetryLimitReachedError.
+    error = retry_limit_error(status_error(429, '{"error": {"message": "slow down"}}', "req_9"), 5)
+    assert isinstance(error, RateLimitError) and isinstance(error, RetryLimitReachedError)
+    assert (error.status, error.request_id, error.attempts, error.message) == (429, "req_9", 5, "slow down")
+    assert str(error) == ("unexpected status 429 Too Many Requests (retry limit reached after 5 attempts): "
+                          "slow down, request id: req_9")
+    assert str(retry_limit_error(status_error(503, ""), 1)) == (
+        "unexpected status 503 Service Unavailable (retry limit reached after 1 attempt)")
 
 
 def test_env_var_error() -> None:

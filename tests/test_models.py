@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from item_strategies import garbage, items
 from reference_cases import reference_case
 
+from llmx_sync._jsonrules import compact_json
 from llmx_sync.errors import InvalidInputError
 from llmx_sync.models import (
     FunctionCallOutput,
@@ -19,7 +20,6 @@ from llmx_sync.models import (
     InputText,
     Other,
     ResponseItem,
-    compact_json,
     item_from_dict,
     read_history_jsonl,
 )

@@ -14,8 +14,20 @@ from hypothesis import strategies as st
 from item_strategies import items
 from reference_cases import reference_case
 
-from llmx_sync._rust_compat import RUST_WHITESPACE, is_blank, rust_trim
-from llmx_sync.errors import InvalidInputError, UnsupportedOperationError
+from llmx_sync._jsonrules import RUST_WHITESPACE, is_blank, rust_trim
+from llmx_sync.chat.request import (
+    anchor_reasoning,
+    build_chat_request,
+    build_messages,
+    is_duplicate_assistant,
+    last_emitted_role,
+    malformed_calls,
+    message_to_chat,
+    skipped_outputs,
+    truncation_index,
+    unanswered_calls,
+)
+from llmx_sync.errors import InvalidInputError
 from llmx_sync.models import (
     CustomToolCall,
     CustomToolCallOutput,
@@ -40,19 +52,7 @@ from llmx_sync.models import (
 )
 from llmx_sync.prompt import Prompt
 from llmx_sync.providers import Provider
-from llmx_sync.request import (
-    NOT_GIVEN,
-    anchor_reasoning,
-    build_chat_request,
-    build_messages,
-    is_duplicate_assistant,
-    last_emitted_role,
-    malformed_calls,
-    message_to_chat,
-    skipped_outputs,
-    truncation_index,
-    unanswered_calls,
-)
+from llmx_sync.settings import Quirks, RequestOptions, merge_options
 from llmx_sync.tools import FreeformTool, FreeformToolFormat, FunctionTool, LocalShellTool
 
 WEATHER = FunctionTool("get_weather", "Weather", {"type": "object", "properties": {"city": {"type": "string"}}})
@@ -79,14 +79,28 @@ def output(call_id: str, text: str = "ok") -> FunctionCallOutput:
     return FunctionCallOutput.from_text(call_id, text)
 
 
+def build(prompt: Prompt, model: Any, provider: Provider | None = None, *, quirks: Quirks | None = None,
+          **settings: Any) -> dict[str, Any]:
+    """The body for a provider's defaults, then the keyword settings, then its quirks."""
+    options = RequestOptions(model=model, **settings)
+    if provider is None:
+        return build_chat_request(prompt, options, quirks)
+    return build_chat_request(prompt, merge_options(provider.defaults, options), provider.quirks)
+
+
+# llmx sends `content: null` on a tool-call message (as OpenAI documents); the SDK's
+# default is "" (see test_conversations.py), so the reference cases use llmx's quirk.
+LLMX_QUIRKS = Quirks(tool_call_content=None)
+
+
 def messages(history: list[ResponseItem], **kwargs: Any) -> list[dict[str, Any]]:
     """The messages sent for `history` (no instructions, so no system message)."""
-    result: list[dict[str, Any]] = build_chat_request(Prompt(input=history), "m", **kwargs)["messages"]
+    result: list[dict[str, Any]] = build(Prompt(input=history), "m", **kwargs)["messages"]
     return result
 
 
 def tool_call_message(call_id: str, arguments: str = "{}", name: str = "f") -> dict[str, Any]:
-    return {"role": "assistant", "content": None,
+    return {"role": "assistant", "content": "",
             "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]}
 
 
@@ -100,7 +114,7 @@ def tool_message(call_id: str, content: Any = "ok") -> dict[str, Any]:
 def _reference_messages(case_id: str, **kwargs: Any) -> list[dict[str, Any]]:
     case = reference_case("payload_cases", case_id)
     prompt = Prompt(input=case["input"]["history"], tools=case["input"]["tools"], instructions="system text")
-    sent: list[dict[str, Any]] = build_chat_request(prompt, "gpt-4o", **kwargs)["messages"]
+    sent: list[dict[str, Any]] = build(prompt, "gpt-4o", quirks=LLMX_QUIRKS, **kwargs)["messages"]
     assert sent[0] == {"role": "system", "content": "system text"}
     return sent[1:]
 
@@ -130,7 +144,7 @@ def test_reference_i01_system_message_is_the_instructions_exactly() -> None:
     for variant in reference_case("instructions_cases", "I01")["variants"]:
         for tools in ([], [WEATHER]):
             prompt = Prompt(input=[user("hi")], tools=tools, instructions="You are a helpful assistant.")
-            sent = build_chat_request(prompt, variant["slug"])
+            sent = build(prompt, variant["slug"])
             assert sent["model"] == variant["slug"]
             assert sent["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}
 
@@ -143,7 +157,7 @@ def test_no_instructions_no_system_message() -> None:
 
 
 def test_empty_instructions_are_sent_as_given() -> None:
-    sent = build_chat_request(Prompt(input=[user("hi")], instructions=""), "m")["messages"]
+    sent = build(Prompt(input=[user("hi")], instructions=""), "m")["messages"]
     assert sent[0] == {"role": "system", "content": ""}
 
 
@@ -284,7 +298,11 @@ def test_orphans_keep_sends_the_unanswered_call() -> None:
 def test_reasoning_anchored_to_a_dropped_call_goes_with_it() -> None:
     history: list[ResponseItem] = [user("u"), reasoning("r"), call("c1"), call("c2"), output("c2")]
     assert messages(history) == [{"role": "user", "content": "u"}, tool_call_message("c2"), tool_message("c2")]
-    assert messages(history, orphan_tool_calls="keep")[1] == {**tool_call_message("c1"), "reasoning": "r"}
+    # Kept, c1 joins c2 in one message (consecutive calls are grouped) and the
+    # reasoning anchored to c1 rides on the group.
+    kept = messages(history, orphan_tool_calls="keep")[1]
+    assert kept == {**tool_call_message("c1"), "reasoning": "r"} | {
+        "tool_calls": tool_call_message("c1")["tool_calls"] + tool_call_message("c2")["tool_calls"]}
 
 
 def test_an_output_before_the_call_does_not_answer_it() -> None:
@@ -304,11 +322,13 @@ def test_other_call_kinds_are_not_orphan_checked() -> None:
     # As in llmx (and reference P04): local shell and custom calls are sent even unanswered.
     history: list[ResponseItem] = [user("u"), LocalShellCall("s1", "completed", SHELL_ACTION),
                                    CustomToolCall("x1", "grep", "pattern"), user("next")]
-    assert [m["role"] for m in messages(history)] == ["user", "assistant", "assistant", "user"]
+    sent = messages(history)
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert [entry["id"] for entry in sent[1]["tool_calls"]] == ["s1", "x1"]  # grouped, both sent
 
 
 def test_unknown_orphan_policy_is_an_error() -> None:
-    with pytest.raises(InvalidInputError, match=r"^orphan_tool_calls: expected 'drop', 'truncate' or 'keep', "
+    with pytest.raises(InvalidInputError, match=r"^orphan_tool_calls: expected 'drop' or 'truncate' or 'keep', "
                                                 r"got string 'cut'$"):
         messages([user("u")], orphan_tool_calls="cut")
 
@@ -328,7 +348,7 @@ def test_local_shell_call_id_is_call_id_then_id() -> None:
 def test_local_shell_call_message_shape() -> None:
     sent = messages([user("u"), LocalShellCall("call_1", "in_progress", SHELL_ACTION), output("call_1")])
     assert sent[1:] == [
-        {"role": "assistant", "content": None,
+        {"role": "assistant", "content": "",
          "tool_calls": [{"id": "call_1", "type": "local_shell_call", "status": "in_progress",
                          "action": {"type": "exec", "command": ["echo"], "timeout_ms": 1000,
                                     "working_directory": None, "env": None, "user": None}}]},
@@ -339,7 +359,7 @@ def test_custom_tool_call_id_is_call_id() -> None:
     sent = messages([user("u"), CustomToolCall("call_9", "apply_patch", "*** Begin Patch", id="ctc_1"),
                      CustomToolCallOutput("call_9", "Done!")])
     assert sent[1:] == [
-        {"role": "assistant", "content": None,
+        {"role": "assistant", "content": "",
          "tool_calls": [{"id": "call_9", "type": "custom",
                          "custom": {"name": "apply_patch", "input": "*** Begin Patch"}}]},
         tool_message("call_9", "Done!")]
@@ -356,7 +376,7 @@ def test_an_assistant_message_repeating_the_previous_one_is_dropped() -> None:
 def test_the_same_answer_in_a_later_turn_is_kept() -> None:
     history: list[ResponseItem] = [user("u"), assistant("same"), call("c1"), output("c1"), assistant("same"),
                                    user("again"), assistant("same")]
-    assert [m.get("content") for m in messages(history)] == ["u", "same", None, "ok", "same", "again", "same"]
+    assert [m.get("content") for m in messages(history)] == ["u", "same", "", "ok", "same", "again", "same"]
 
 
 def test_is_duplicate_assistant() -> None:
@@ -432,9 +452,13 @@ def test_tool_output_content_items_become_parts() -> None:
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,X"}}])
 
 
-def test_each_call_is_its_own_assistant_message() -> None:
+def test_consecutive_calls_are_one_assistant_message() -> None:
+    # llmx sent one assistant message per call, a shape OpenAI refuses for two calls (each
+    # message with tool_calls must be followed by the tool messages answering it).
     sent = messages([user("u"), call("a"), call("b"), output("a"), output("b")])
-    assert sent[1:] == [tool_call_message("a"), tool_call_message("b"), tool_message("a"), tool_message("b")]
+    grouped = {**tool_call_message("a"),
+               "tool_calls": tool_call_message("a")["tool_calls"] + tool_call_message("b")["tool_calls"]}
+    assert sent[1:] == [grouped, tool_message("a"), tool_message("b")]
 
 
 # --- items that are not sent --------------------------------------------------------------------------
@@ -465,7 +489,7 @@ def test_left_out_calls_are_logged(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_payload_defaults_and_key_order() -> None:
-    payload = build_chat_request(Prompt(input=[user("hi")], tools=[WEATHER], instructions="sys"), "gpt-4o")
+    payload = build(Prompt(input=[user("hi")], tools=[WEATHER], instructions="sys"), "gpt-4o")
     assert list(payload) == ["model", "messages", "stream", "stream_options", "tools", "max_tokens"]
     assert payload["model"] == "gpt-4o"
     assert payload["stream"] is True
@@ -475,67 +499,80 @@ def test_payload_defaults_and_key_order() -> None:
 
 
 def test_tools_are_omitted_when_empty() -> None:
-    assert "tools" not in build_chat_request(Prompt(input=[user("hi")]), "m")
-    assert "tools" not in build_chat_request(Prompt(input=[user("hi")], tools=[LocalShellTool()]), "m")
+    assert "tools" not in build(Prompt(input=[user("hi")]), "m")
+    assert "tools" not in build(Prompt(input=[user("hi")], tools=[LocalShellTool()]), "m")
 
 
 def test_max_tokens_from_provider_and_argument() -> None:
     prompt = Prompt(input=[user("hi")])
-    assert build_chat_request(prompt, "m", Provider(name="p", max_tokens=100))["max_tokens"] == 100
-    assert "max_tokens" not in build_chat_request(prompt, "m", Provider(name="p", max_tokens=None))
-    assert build_chat_request(prompt, "m", Provider(name="p", max_tokens=None), max_tokens=5)["max_tokens"] == 5
-    assert "max_tokens" not in build_chat_request(prompt, "m", max_tokens=None)
-    assert build_chat_request(prompt, "m", max_tokens=NOT_GIVEN)["max_tokens"] == 8192
+    assert build(prompt, "m", Provider(name="p", max_tokens=100))["max_tokens"] == 100
+    assert "max_tokens" not in build(prompt, "m", Provider(name="p", max_tokens=None))
+    assert build(prompt, "m", Provider(name="p", max_tokens=None), max_tokens=5)["max_tokens"] == 5
+    assert "max_tokens" not in build(prompt, "m", max_tokens=None)
+    assert build(prompt, "m")["max_tokens"] == 8192  # not given: the default
+    # A setting the call names wins over the provider's even when it is None.
+    assert "max_tokens" not in build(prompt, "m", Provider(name="p", max_tokens=100), max_tokens=None)
 
 
 def test_include_usage_from_provider_and_argument() -> None:
     prompt = Prompt(input=[user("hi")])
-    assert "stream_options" not in build_chat_request(prompt, "m", Provider(name="p", include_usage=False))
-    assert "stream_options" not in build_chat_request(prompt, "m", include_usage=False)
-    with_usage = build_chat_request(prompt, "m", Provider(name="p", include_usage=False), include_usage=True)
+    assert "stream_options" not in build(prompt, "m", Provider(name="p", include_usage=False))
+    assert "stream_options" not in build(prompt, "m", include_usage=False)
+    with_usage = build(prompt, "m", Provider(name="p", include_usage=False), include_usage=True)
     assert with_usage["stream_options"] == {"include_usage": True}
 
 
 def test_cache_control_from_provider_and_argument(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLMX_BASE_URL", raising=False)
     prompt = Prompt(input=[user("hi")], tools=[WEATHER, WEATHER])
-    litellm = build_chat_request(prompt, "m", Provider.builtin("litellm"))["tools"]
+    litellm = build(prompt, "m", Provider.builtin("litellm"))["tools"]
     assert [t.get("cache_control") for t in litellm] == [None, {"type": "ephemeral"}]
-    assert "cache_control" not in build_chat_request(prompt, "m", Provider.builtin("litellm"),
+    assert "cache_control" not in build(prompt, "m", Provider.builtin("litellm"),
                                                      cache_control=False)["tools"][-1]
-    assert build_chat_request(prompt, "m", cache_control=True)["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert build(prompt, "m", cache_control=True)["tools"][-1]["cache_control"] == {"type": "ephemeral"}
 
 
 def test_optional_params_are_sent_only_when_given() -> None:
     prompt = Prompt(input=[user("hi")])
-    payload = build_chat_request(prompt, "m", temperature=0.2, top_p=1, tool_choice="auto",
+    payload = build(prompt, "m", temperature=0.2, top_p=1, tool_choice="auto",
                                  parallel_tool_calls=False, stop=("END",), seed=7)
     assert list(payload)[-6:] == ["temperature", "top_p", "tool_choice", "parallel_tool_calls", "stop", "seed"]
     assert (payload["temperature"], payload["top_p"], payload["tool_choice"], payload["parallel_tool_calls"],
             payload["stop"], payload["seed"]) == (0.2, 1, "auto", False, ["END"], 7)
-    assert build_chat_request(prompt, "m", temperature=0)["temperature"] == 0
-    assert "temperature" not in build_chat_request(prompt, "m")
+    assert build(prompt, "m", temperature=0)["temperature"] == 0
+    assert "temperature" not in build(prompt, "m")
 
 
 def test_extra_body_is_merged_last_and_wins() -> None:
-    payload = build_chat_request(Prompt(input=[user("hi")]), "m", temperature=0.5,
+    payload = build(Prompt(input=[user("hi")]), "m", temperature=0.5,
                                  extra_body={"top_k": 40, "temperature": 0.1, "stream_options": None})
     assert list(payload)[-2:] == ["temperature", "top_k"]
     assert (payload["top_k"], payload["temperature"], payload["stream_options"]) == (40, 0.1, None)
 
 
-def test_output_schema_is_unsupported_before_anything_else() -> None:
-    prompt = Prompt(input=[user("hi")], output_schema={"type": "object"})
-    with pytest.raises(UnsupportedOperationError) as info:
-        build_chat_request(prompt, 42, orphan_tool_calls="nope", max_tokens=-1)  # type: ignore[arg-type]
-    assert str(info.value) == "unsupported operation: output_schema is not supported for Chat Completions API"
+def test_output_schema_asks_for_structured_output() -> None:
+    # llmx refused `output_schema` on Chat Completions; it is sent as `response_format`
+    # (the `response_format` setting wins over it).
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
+              "additionalProperties": False}
+    body = build(Prompt(input=[user("hi")], output_schema=schema), "m")
+    assert body["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "output", "schema": schema, "strict": True}}
+    other = {"type": "object", "properties": {}}
+    assert build(Prompt(input=[user("hi")], output_schema=schema), "m",
+                 response_format=other)["response_format"]["json_schema"]["schema"] == other
+    # Checked before anything is sent: a missing model, then a malformed item.
+    prompt = Prompt(input=[user("hi")], output_schema=schema)
+    prompt.input.append({"type": "message", "role": "user", "content": [{"type": "input_text"}]})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="^model: no model given"):
+        build_chat_request(prompt, RequestOptions())
 
 
 def test_freeform_apply_patch_reformats_shell_outputs_in_the_payload() -> None:
     apply_patch = FreeformTool("apply_patch", "Edit", FreeformToolFormat("grammar", "lark", "start: x"))
     raw = json.dumps({"output": "ok", "metadata": {"exit_code": 0, "duration_seconds": 0.25}})
     prompt = Prompt(input=[user("u"), call("c1", name="shell"), output("c1", raw)], tools=[apply_patch])
-    assert build_chat_request(prompt, "m")["messages"][-1] == tool_message(
+    assert build(prompt, "m")["messages"][-1] == tool_message(
         "c1", "Exit code: 0\nWall time: 0.25 seconds\nOutput:\nok")
 
 
@@ -547,8 +584,8 @@ def test_build_messages_with_instructions() -> None:
 # --- bad input ------------------------------------------------------------------------------------------
 
 BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
-    ({"max_tokens": True}, "max_tokens: expected a non-negative integer or None, got boolean True"),
-    ({"max_tokens": -1}, "max_tokens: expected a non-negative integer or None, got number -1"),
+    ({"max_tokens": True}, "max_tokens: expected a non-negative integer, got boolean True"),
+    ({"max_tokens": -1}, "max_tokens: expected a non-negative integer, got number -1"),
     ({"include_usage": "yes"}, "include_usage: expected True or False, got string 'yes'"),
     ({"cache_control": 1}, "cache_control: expected True or False, got number 1"),
     ({"temperature": float("nan")}, "temperature: expected a finite number, got number nan"),
@@ -561,46 +598,60 @@ BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
     ({"extra_body": {"x": float("inf")}}, "extra_body.x: expected a finite number, got inf (not valid JSON)"),
     ({"extra_body": {1: "x"}}, "extra_body: object keys must be strings, got number 1"),
     ({"extra_body": ["x"]}, "extra_body: expected a dict, got array ['x']"),
-    ({"provider": "litellm"}, "provider: expected a Provider or None, got string 'litellm'"),
+    ({"orphan_tool_calls": "nope"}, "orphan_tool_calls: expected 'drop' or 'truncate' or 'keep', got string 'nope'"),
+    # (was the `provider` argument: the settings object is what is checked now)
+    ({"options": "litellm"}, "options: expected RequestOptions, got str"),
 ]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), BAD_ARGUMENTS)
 def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
+    prompt = Prompt(input=[user("hi")])
     with pytest.raises(InvalidInputError) as info:
-        build_chat_request(Prompt(input=[user("hi")]), "m", **kwargs)
+        if "options" in kwargs:
+            build_chat_request(prompt, kwargs["options"])
+        else:
+            build(prompt, "m", **kwargs)
     assert str(info.value) == message
 
 
 def test_bad_prompt_or_model() -> None:
     with pytest.raises(InvalidInputError, match=r"^prompt: expected a Prompt, got str$"):
-        build_chat_request("hi", "m")  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match=r"^model: expected a string, got null None$"):
-        build_chat_request(Prompt(), None)  # type: ignore[arg-type]
+        build_chat_request("hi", RequestOptions(model="m"))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=r"^model: expected a string, got number 42$"):
+        build(Prompt(), 42)
+    with pytest.raises(InvalidInputError, match=r"^model: no model given"):
+        build(Prompt(), None)
 
 
 def test_prompt_changed_after_construction_is_checked_again() -> None:
     prompt = Prompt(input=[user("hi")])
     prompt.input.append({"type": "message", "role": "user", "content": [{"type": "input_text"}]})  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match=r"^input\[1\]\.content\[0\]: missing required field 'text'"):
-        build_chat_request(prompt, "m")
+        build(prompt, "m")
     prompt.input[1] = Message("user", "text")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match=r"^input\[1\]: malformed Message"):
-        build_chat_request(prompt, "m")
+        build(prompt, "m")
     prompt.input[1] = user("ok")
     prompt.instructions = ["x"]  # type: ignore[assignment]
     with pytest.raises(InvalidInputError, match=r"^instructions: expected a string or None, got array$"):
-        build_chat_request(prompt, "m")
+        build(prompt, "m")
 
 
-# --- NOT_GIVEN ------------------------------------------------------------------------------------------
+# --- "not given" (was the NOT_GIVEN sentinel; a RequestOptions now remembers what was named) ----------
 
 
 def test_not_given_is_a_falsy_singleton_with_a_good_repr() -> None:
-    assert repr(NOT_GIVEN) == "NOT_GIVEN"
-    assert not NOT_GIVEN
-    assert copy.deepcopy(NOT_GIVEN) is NOT_GIVEN
-    assert pickle.loads(pickle.dumps(NOT_GIVEN)) is NOT_GIVEN
+    named = RequestOptions(model="m", max_tokens=None)
+    assert named.given == {"model", "max_tokens"}
+    assert RequestOptions().given == frozenset()
+    assert RequestOptions(max_tokens=None) == RequestOptions(max_tokens=None)
+    assert RequestOptions(max_tokens=None) != RequestOptions()  # None is a value, not "not given"
+    assert repr(named).startswith("RequestOptions(model='m', max_tokens=None,")  # `given` is not a field
+    for copied in (copy.deepcopy(named), pickle.loads(pickle.dumps(named))):
+        assert copied == named and copied.given == named.given
+    assert merge_options(RequestOptions(max_tokens=5), named).max_tokens is None
+    assert merge_options(named, RequestOptions(model="n")).max_tokens is None
 
 
 # --- properties -----------------------------------------------------------------------------------------
@@ -615,7 +666,7 @@ POLICIES = st.sampled_from(["drop", "truncate", "keep"])
 @given(HISTORIES, POLICIES, st.none() | st.text(max_size=5))
 def test_any_history_builds_a_json_payload(history: list[ResponseItem], policy: str,
                                            instructions: str | None) -> None:
-    payload = build_chat_request(Prompt(input=history, instructions=instructions), "m",
+    payload = build(Prompt(input=history, instructions=instructions), "m",
                                  orphan_tool_calls=policy)  # type: ignore[arg-type]
     json.dumps(payload, allow_nan=False)
 
@@ -623,7 +674,7 @@ def test_any_history_builds_a_json_payload(history: list[ResponseItem], policy: 
 @settings(max_examples=300, deadline=None)
 @given(HISTORIES)
 def test_with_drop_every_function_call_sent_has_a_tool_output_after_it(history: list[ResponseItem]) -> None:
-    sent = build_chat_request(Prompt(input=history), "m")["messages"]
+    sent = build(Prompt(input=history), "m")["messages"]
     for index, message in enumerate(sent):
         for tool_call in message.get("tool_calls", []):
             if tool_call["type"] == "function":
@@ -631,17 +682,17 @@ def test_with_drop_every_function_call_sent_has_a_tool_output_after_it(history: 
                            for later in sent[index + 1:]), (tool_call, sent)
 
 
-def test_tool_call_content_is_null_unless_the_provider_sets_a_string() -> None:
+def test_tool_call_content_is_the_providers_string_or_null() -> None:
     history = [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
         {"type": "function_call", "name": "get_weather", "arguments": "{}", "call_id": "c1"},
         {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
     ]
     prompt = Prompt(input=history)
-    default = build_chat_request(prompt, "m")
-    local_like = build_chat_request(prompt, "m", Provider(name="local", tool_call_content=""))
-    assert [m["content"] for m in default["messages"] if "tool_calls" in m] == [None]
-    assert [m["content"] for m in local_like["messages"] if "tool_calls" in m] == [""]
+    default = build(prompt, "m")
+    openai_like = build(prompt, "m", Provider(name="openai", tool_call_content=None))
+    assert [m["content"] for m in default["messages"] if "tool_calls" in m] == [""]
+    assert [m["content"] for m in openai_like["messages"] if "tool_calls" in m] == [None]
     # only tool-call messages change
-    assert [m for m in local_like["messages"] if "tool_calls" not in m] == \
+    assert [m for m in openai_like["messages"] if "tool_calls" not in m] == \
         [m for m in default["messages"] if "tool_calls" not in m]

@@ -33,11 +33,14 @@ from llm_server import (
 from sockets import open_sockets_to, unread_bytes, wait_for
 from streaming_support import RELEASE_TIMEOUT, make_client, reader_threads, released, split_at
 
+from llmx_sync.body import READ_SIZE
+from llmx_sync.chat import parse_chat_sse
 from llmx_sync.client import Client
 from llmx_sync.errors import InStreamError, StreamError, StreamIdleTimeoutError
 from llmx_sync.events import (
     Completed,
     Event,
+    FunctionCallArgumentsDelta,
     OutputItemAdded,
     OutputItemDone,
     OutputTextDelta,
@@ -45,8 +48,11 @@ from llmx_sync.events import (
     ReasoningContentDelta,
 )
 from llmx_sync.models import FunctionCall, Message
-from llmx_sync.sse import parse_chat_sse
-from llmx_sync.stream import ResponseStream
+from llmx_sync.response import ResponseStream
+
+# Every test here runs on both body readers (the socket fast path and urllib3's public
+# API), as CI must; see `body_reader` in conftest.py.
+pytestmark = pytest.mark.usefixtures("body_reader")
 
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
 TRANSPORT_ERROR = "stream disconnected before completion: Transport error: Error while reading the server response: "
@@ -95,6 +101,7 @@ def test_events_in_order_through_a_socket(llm_server: LLMServer, client: Client)
     assert events == list(parse_chat_sse(body))
     assert [type(e) for e in events] == [
         OutputItemAdded, ReasoningContentDelta, OutputItemAdded, OutputTextDelta, OutputTextDelta,
+        FunctionCallArgumentsDelta, FunctionCallArgumentsDelta, FunctionCallArgumentsDelta,
         OutputItemDone, OutputItemDone, OutputItemDone, OutputItemDone, Completed,
     ]
     calls = [e.item for e in events if isinstance(e, OutputItemDone) and isinstance(e.item, FunctionCall)]
@@ -156,10 +163,16 @@ def test_content_length_and_close_delimited_bodies(llm_server: LLMServer, client
         assert client.stream("hi", model="m").collect().text == "xy"
 
 
-def test_a_body_that_just_ends_completes_without_finish_reason(llm_server: LLMServer, client: Client) -> None:
-    llm_server.enqueue(Reply(body=text_stream_body(["x"], finish_reason=None, done=False)))
-    events = list(client.stream("hi", model="m"))
-    assert events[-1] == Completed("chatcmpl-1", None, None)
+@pytest.mark.parametrize("chunked", [True, False])
+def test_a_body_that_just_ends_is_a_broken_answer(llm_server: LLMServer, client: Client, chunked: bool) -> None:
+    # Cleanly ended (the last chunk, or the end of a close-delimited body), yet without a
+    # finish_reason or [DONE]: a proxy that lost its upstream. Never `completed`.
+    llm_server.enqueue(Reply(body=text_stream_body(["x"], finish_reason=None, done=False), chunked=chunked))
+    events: list[Event] = []
+    with pytest.raises(StreamError, match="ended before the answer was complete"):
+        for event in client.stream("hi", model="m"):
+            events.append(event)
+    assert [type(e) for e in events] == [OutputItemAdded, OutputTextDelta]
 
 
 def test_gzip_body_is_read_through_urllib3(llm_server: LLMServer, client: Client) -> None:
@@ -194,11 +207,14 @@ def test_server_gone_mid_stream(llm_server: LLMServer, client: Client, reset: bo
     assert not isinstance(caught.value, StreamIdleTimeoutError)
 
 
-def test_truncated_content_length_body(llm_server: LLMServer, client: Client) -> None:
+def test_truncated_content_length_body(llm_server: LLMServer, client: Client, body_reader: str) -> None:
     body = [sse_event(chat_chunk("a")), Disconnect()]
     llm_server.enqueue(Reply(headers={"Content-Length": "10000"}, body=body, chunked=False))
     seen: list[Event] = []
-    with pytest.raises(StreamError, match="bytes of the body unread") as caught:
+    # Each reader words the reason its own way: ours counts the bytes, urllib3 names IncompleteRead.
+    reason = {"socket": "with 9829 bytes of the body unread",
+              "urllib3": r"IncompleteRead\(171 bytes read, 9829 more expected\)"}[body_reader]
+    with pytest.raises(StreamError, match=reason) as caught:
         for event in client.stream("hi", model="m"):
             seen.append(event)
     assert [e.type for e in seen] == ["output_item.added", "output_text.delta"]
@@ -242,7 +258,10 @@ def test_idle_timeout(llm_server: LLMServer, client: Client, keep_alive: bool) -
     elapsed = time.monotonic() - started
     assert [e.type for e in seen] == ["output_item.added", "output_text.delta"]
     assert str(caught.value) == "stream disconnected before completion: idle timeout waiting for SSE"
-    assert 0.4 <= elapsed < 0.4 + 0.5  # comments do not stretch it
+    # Keep-alive comments are life: the 2 s of pings keep the stream open past its idle
+    # timeout, which then counts from the last ping.
+    alive = 2.0 if keep_alive else 0.0
+    assert alive + 0.4 <= elapsed < alive + 0.4 + 0.5
     assert released(llm_server)
 
 
@@ -256,7 +275,7 @@ def test_events_restart_the_idle_timer(llm_server: LLMServer, client: Client) ->
 
 def test_idle_timeout_defaults_to_the_providers(llm_server: LLMServer) -> None:
     llm_server.enqueue(stalled_after(1))
-    with make_client(llm_server, stream_idle_timeout_ms=300) as client, pytest.raises(StreamIdleTimeoutError):
+    with make_client(llm_server, idle_timeout=0.3) as client, pytest.raises(StreamIdleTimeoutError):
         list(client.stream("hi", model="m"))
 
 
@@ -269,7 +288,7 @@ def test_a_slow_consumer_holds_the_reader_back(llm_server: LLMServer) -> None:
     llm_server.enqueue(Reply(body=text_stream_body(tokens)))
     with make_client(llm_server) as big_buffers:
         pass
-    client = Client(big_buffers.provider, queue_size=3)
+    client = Client(big_buffers.provider, max_buffered_bytes=3 * READ_SIZE)  # 3 reads' batches
     with client, client.stream("hi", model="m") as stream:
         first = next(stream)
         assert isinstance(first, OutputItemAdded)
@@ -319,7 +338,7 @@ def test_close_while_the_reader_waits_on_a_full_queue(llm_server: LLMServer) -> 
     llm_server.enqueue(Reply(body=[*body, Stall()]))
     with make_client(llm_server) as template:
         pass
-    with Client(template.provider, queue_size=1) as client:
+    with Client(template.provider, max_buffered_bytes=1024) as client:  # room for one batch
         stream = client.stream("hi", model="m")
         assert wait_for(lambda: stream._queue.full(), 2.0)  # noqa: SLF001
         time.sleep(0.1)
@@ -441,7 +460,7 @@ def test_tls_reuse_close_in_recv_and_idle_timeout(tls_server: LLMServer) -> None
         started = time.monotonic()
         with pytest.raises(StreamIdleTimeoutError):
             list(client.stream("hi", model="m", idle_timeout=0.4))
-        assert 0.4 <= time.monotonic() - started < 0.9
+        assert 2.4 <= time.monotonic() - started < 2.9  # the pings kept it alive
 
 
 # --- many threads ----------------------------------------------------------------------------

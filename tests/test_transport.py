@@ -16,9 +16,10 @@ import requests
 import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from llm_server import LLMServer, Reply, error_reply, text_reply, text_stream_body
+from llm_server import LLMServer, Reply, Stall, chat_chunk, error_reply, sse_event, text_reply, text_stream_body
 from streaming_support import make_client, split_at
 
+from llmx_sync.body import SocketBodyReader, Urllib3BodyReader, _Dechunker, open_body
 from llmx_sync.errors import (
     BadRequestError,
     ConnectionFailedError,
@@ -30,11 +31,9 @@ from llmx_sync.errors import (
 )
 from llmx_sync.transport import (
     Transport,
-    _Dechunker,
     backoff,
     is_retryable_status,
     parse_retry_after,
-    redact_headers,
     request_id,
     retry_delay,
 )
@@ -125,17 +124,20 @@ def test_request_id_header_order() -> None:
     assert request_id(requests.structures.CaseInsensitiveDict({})) is None
 
 
-def test_redact_headers() -> None:
-    headers = {
-        "Authorization": f"Bearer {SECRET}", "api-key": SECRET, "X-Api-Key": SECRET, "Cookie": SECRET,
-        "Proxy-Authorization": SECRET, "X-Goog-Api-Key": SECRET, "x-auth-token": SECRET,
-        "Content-Type": "application/json", "x-openai-subagent": "review",
-    }
-    redacted = redact_headers(headers)
-    assert SECRET not in repr(redacted)
-    assert redacted["Content-Type"] == "application/json"
-    assert redacted["x-openai-subagent"] == "review"
-    assert redacted["Authorization"] == "***"
+def test_debug_log_shows_only_the_sdks_own_header_values(llm_server: LLMServer,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    # A credential can hide in any header (a provider's `X-Env` from env_http_headers):
+    # only the values the caller marks as loggable (the SDK's own headers) are shown.
+    caplog.set_level(logging.DEBUG, logger="llmx_sync")
+    llm_server.enqueue(Reply(body=text_stream_body(["x"])))
+    headers = {"Authorization": f"Bearer {SECRET}", "X-Env": SECRET, "Content-Type": "application/json"}
+    with Transport() as transport:
+        transport.send(f"{llm_server.chat_url}?api-key={SECRET}", headers=headers, body=b"{}", max_retries=0,
+                       max_retry_delay=1, connect_timeout=5, read_timeout=5,
+                       log_headers={"Content-Type": "application/json"}).close()
+    assert SECRET not in caplog.text
+    assert "'X-Env': '***'" in caplog.text and "'Content-Type': 'application/json'" in caplog.text
+    assert "api-key=***" in caplog.text
 
 
 # --- the chunked decoder --------------------------------------------------------------------
@@ -201,15 +203,15 @@ def test_retries_retryable_statuses_then_succeeds(mocked: responses.RequestsMock
 
 def test_retry_limit_reached_keeps_the_last_status_error(mocked: responses.RequestsMock, transport: Transport) -> None:
     mocked.post(URL, status=503, body='{"error": "overloaded"}', headers={"Retry-After": "0", "x-request-id": "req-9"})
-    with pytest.raises(RetryLimitReachedError) as caught:
+    with pytest.raises(InternalServerError) as caught:  # the status's class...
         send(transport, max_retries=2)
     assert len(mocked.calls) == 3  # max_retries + 1 attempts
     error = caught.value
-    assert (error.status, error.request_id) == (503, "req-9")
-    assert str(error) == "exceeded retry limit, last status: 503 Service Unavailable, request id: req-9"
-    cause = error.__cause__
-    assert isinstance(cause, InternalServerError)
-    assert cause.body == '{"error": "overloaded"}'
+    assert isinstance(error, RetryLimitReachedError)  # ... that is also a RetryLimitReachedError
+    assert (error.status, error.request_id, error.attempts) == (503, "req-9", 3)
+    assert (error.body, error.message) == ('{"error": "overloaded"}', "overloaded")
+    assert str(error) == ("unexpected status 503 Service Unavailable (retry limit reached after 3 attempts): "
+                          "overloaded, request id: req-9")
 
 
 def test_zero_retries_means_one_attempt(mocked: responses.RequestsMock, transport: Transport) -> None:
@@ -217,7 +219,7 @@ def test_zero_retries_means_one_attempt(mocked: responses.RequestsMock, transpor
     with pytest.raises(RetryLimitReachedError) as caught:
         send(transport, max_retries=0)
     assert len(mocked.calls) == 1
-    assert isinstance(caught.value.__cause__, RateLimitError)
+    assert isinstance(caught.value, RateLimitError) and caught.value.attempts == 1
 
 
 @pytest.mark.parametrize(
@@ -240,12 +242,12 @@ def test_final_status_raises_at_once_with_body_and_request_id(
 def test_a_server_asking_for_too_long_ends_the_retries(mocked: responses.RequestsMock, transport: Transport) -> None:
     mocked.post(URL, status=429, body="come back tomorrow", headers={"Retry-After": "3600"})
     started = time.monotonic()
-    with pytest.raises(RetryLimitReachedError) as caught:
+    with pytest.raises(RateLimitError) as caught:
         send(transport, max_retry_delay=60.0)
     assert time.monotonic() - started < 1.0
     assert len(mocked.calls) == 1
-    assert isinstance(caught.value.__cause__, RateLimitError)
-    assert caught.value.__cause__.body == "come back tomorrow"
+    assert isinstance(caught.value, RetryLimitReachedError)
+    assert caught.value.body == "come back tomorrow"
 
 
 def test_cancel_ends_a_retry_wait(mocked: responses.RequestsMock, transport: Transport) -> None:
@@ -276,6 +278,12 @@ def test_retries_are_logged_at_info_without_secrets(
 
 # --- the retry loop against a real server ---------------------------------------------------
 
+# The tests below that depend on how the body is read (which reader, the connection going
+# back to the pool) run on both body readers, the socket fast path and urllib3's public
+# API, as CI must; see `body_reader` in conftest.py. The pure tests above and the timing
+# of retry waits do not depend on it, so running them twice would prove nothing.
+both_body_readers = pytest.mark.usefixtures("body_reader")
+
 
 def _gaps(server: LLMServer) -> list[float]:
     times = [r.received_at for r in server.requests]
@@ -298,6 +306,42 @@ def test_retry_after_is_honoured(llm_server: LLMServer, headers: dict[str, str],
     assert expected - 0.02 <= gap <= expected + 0.5
 
 
+@both_body_readers
+def test_the_body_reader_follows_the_environment(llm_server: LLMServer, body_reader: str) -> None:
+    # (what makes the `body_reader` runs differ: LLMX_SYNC_PUBLIC_BODY_READER=1 or not)
+    llm_server.enqueue(Reply(body=text_stream_body(["o", "k"])))
+    expected = {"socket": SocketBodyReader, "urllib3": Urllib3BodyReader}[body_reader]
+    with make_client(llm_server) as client, client.stream("hi", model="m") as stream:
+        assert type(stream._reader._body) is expected  # noqa: SLF001
+        assert "".join(stream.text_stream) == "ok"
+
+
+# Socket path only: taking every HTTP chunk that has arrived in one read is what that path
+# is for; urllib3's public API returns one HTTP chunk per read by design (see body.py).
+@pytest.mark.socket_reader_only
+@both_body_readers
+def test_one_read_takes_every_event_that_arrived(llm_server: LLMServer, body_reader: str) -> None:
+    events = [sse_event(chat_chunk(f"t{i}")) for i in range(50)]  # 50 HTTP chunks, < READ_SIZE in all
+    expected = b"".join(events)
+    llm_server.enqueue(Reply(body=[*events, Stall()]))
+    with Transport() as transport:
+        response = send(transport, llm_server.chat_url)
+        body = open_body(response)
+        try:
+            assert isinstance(body, SocketBodyReader)
+            time.sleep(0.3)  # all of it is in our socket's receive buffer by now
+            received, reads = b"", 0
+            while len(received) < len(expected) and reads < len(events):
+                body.set_timeout(2.0)
+                received += body.read()
+                reads += 1
+            assert received == expected
+            assert reads <= 2  # what http.client buffered with the headers, then the rest at once
+        finally:
+            body.shutdown()
+            body.finish()
+
+
 def test_retry_after_date_is_honoured(llm_server: LLMServer) -> None:
     # An HTTP date has whole seconds: two seconds ahead is between one and two from now.
     when = email.utils.formatdate(time.time() + 2, usegmt=True)
@@ -318,6 +362,7 @@ def test_without_retry_after_the_backoff_applies(llm_server: LLMServer) -> None:
     assert 0.36 <= second <= 0.44 + 0.3
 
 
+@both_body_readers
 def test_a_retried_response_goes_back_to_the_pool(llm_server: LLMServer) -> None:
     llm_server.enqueue(error_reply(503, headers={"Retry-After": "0"}), error_reply(429, headers={"Retry-After": "0"}),
                        Reply(body=text_stream_body(["ok"])))
@@ -327,6 +372,7 @@ def test_a_retried_response_goes_back_to_the_pool(llm_server: LLMServer) -> None
     assert llm_server.connections_accepted == 1
 
 
+@both_body_readers
 def test_close_without_response_is_retried(llm_server: LLMServer) -> None:
     llm_server.enqueue(Reply(close_without_response=True), Reply(body=text_stream_body(["ok"])))
     with make_client(llm_server) as client:
@@ -334,21 +380,29 @@ def test_close_without_response_is_retried(llm_server: LLMServer) -> None:
     assert len(llm_server.requests) == 2
 
 
-def test_close_without_response_is_sent_again_at_once_without_counting(llm_server: LLMServer,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+@both_body_readers
+def test_a_dead_pooled_connection_is_sent_again_at_once_without_counting(llm_server: LLMServer,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    # llama-server closes a connection after an answer without saying so: the next
+    # request, on the pooled connection, finds it dead.
     caplog.set_level("INFO", logger="llmx_sync")
-    llm_server.enqueue(Reply(close_without_response=True), Reply(body=text_stream_body(["ok"])))
+    llm_server.enqueue(Reply(body=text_stream_body(["first"])), Reply(close_without_response=True),
+                       Reply(body=text_stream_body(["ok"])))
     with make_client(llm_server, request_max_retries=0) as client:
+        assert client.stream("hi", model="m").collect().text == "first"
         assert client.stream("hi", model="m").collect().text == "ok"
-    assert len(llm_server.requests) == 2
+    assert len(llm_server.requests) == 3
+    assert [r.connection_id for r in llm_server.requests] == [1, 1, 2]  # the resend went on a new connection
     assert not [r for r in caplog.records if r.levelname == "INFO"]  # no counted retry, no backoff
 
 
 def test_close_without_response_every_time(llm_server: LLMServer) -> None:
+    # Fresh connections that close unanswered are counted retries: each request may be
+    # billed, so exactly retries + 1 are sent.
     llm_server.default = Reply(close_without_response=True)
     with make_client(llm_server, request_max_retries=1) as client, pytest.raises(ConnectionFailedError) as caught:
         client.stream("hi", model="m")
-    assert len(llm_server.requests) == 3  # the free resend, then two counted attempts
+    assert len(llm_server.requests) == 2
     assert "closed the connection without sending a response" in str(caught.value)
 
 
@@ -361,11 +415,12 @@ def test_connection_refused_after_retries(caplog: pytest.LogCaptureFixture) -> N
         with pytest.raises(ConnectionFailedError) as caught:
             send(transport, f"http://127.0.0.1:{port}/v1/chat/completions?key={SECRET}", max_retries=2)
     elapsed = time.monotonic() - started
-    assert str(caught.value) == f"Connection failed: error sending request to http://127.0.0.1:{port}: Connection refused"
+    where = f"http://127.0.0.1:{port}/v1/chat/completions?key=***"  # the URL, its query values hidden
+    assert str(caught.value) == f"Connection failed: error sending request to {where}: Connection refused"
     assert 0.18 + 0.36 <= elapsed < 0.22 + 0.44 + 1.0
     assert [r.getMessage().split(";")[0] for r in caplog.records] == [
-        f"attempt 1 of 3 failed (error sending request to http://127.0.0.1:{port}: Connection refused)",
-        f"attempt 2 of 3 failed (error sending request to http://127.0.0.1:{port}: Connection refused)",
+        f"attempt 1 of 3 failed (error sending request to {where}: Connection refused)",
+        f"attempt 2 of 3 failed (error sending request to {where}: Connection refused)",
     ]
     assert SECRET not in caplog.text
 

@@ -47,7 +47,7 @@ def test_sse_body_frames_each_event_and_ends_with_done() -> None:
         b'event: output_text.delta\ndata: {"type":"output_text.delta","delta":"Hel"}\n\n'
         + 'event: output_text.delta\ndata: {"type":"output_text.delta","delta":"lo ✓\\n"}\n\n'.encode()
         + b'event: completed\ndata: {"type":"completed","response_id":"resp-1",'
-        b'"token_usage":null,"finish_reason":"stop"}\n\n'
+        b'"token_usage":null,"finish_reason":"stop","turn":1}\n\n'
         b"data: [DONE]\n\n"
     )
     assert stream.closed.is_set()
@@ -241,7 +241,7 @@ def test_frames_reach_the_browser_while_the_model_still_writes(web: str, llm_ser
     # deltas would have arrived together at the end.
     assert deltas[-1][0] - deltas[0][0] >= 0.45
     assert events[-1][1:] == ("completed", {"type": "completed", "response_id": "chatcmpl-1",
-                                            "token_usage": None, "finish_reason": "stop"})
+                                            "token_usage": None, "finish_reason": "stop", "turn": 1})
 
 
 @pytest.mark.parametrize("upstream_after_first_token", ["generating", "stalled"])

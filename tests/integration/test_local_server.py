@@ -277,10 +277,11 @@ def test_shared_server_is_one_process() -> None:
 def test_local_provider_points_at_the_shared_server() -> None:
     if LLAMA_CPP_SKIP:
         pytest.skip(LLAMA_CPP_SKIP)
-    from llmx_sync.local import local_provider
+    from llmx_sync import Provider  # (was llmx_sync.local.local_provider)
 
-    provider = local_provider()
-    assert provider.base_url == shared_server().base_url
+    provider = Provider.builtin("local")
+    assert provider.connection.base_url == shared_server().base_url
+    assert provider.server is shared_server()
     shared_server().stop()
 
 
@@ -301,7 +302,7 @@ def test_the_last_client_of_the_local_provider_stops_the_server() -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     with Client(provider) as third:  # a new client restarts it behind the same URL
-        assert server.running and server.base_url == provider.base_url
+        assert server.running and server.base_url == provider.connection.base_url
         assert third.stream("Hi", model="local", max_tokens=2).collect().finish_reason
     assert not server.running
 

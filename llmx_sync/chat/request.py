@@ -1,22 +1,20 @@
 """The Chat Completions request body, built as llmx builds it except where llmx lost or
 mismatched items (orphan calls, call ids, repeated answers, fixed `max_tokens`).
 
-`build_chat_request` is a pure function: a `Prompt` and settings in, the JSON body
-out. Each rule of llmx's message conversion is a small function below, so
-that each can be read (and tested) on its own.
+`build_chat_request` is a pure function: a `Prompt`, the request's settings and the
+server's quirks in, the JSON body out. Each rule of llmx's message conversion is a
+small function below, so that each can be read (and tested) on its own.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any
 
-from ._rust_compat import check_json_value, is_blank, is_json
-from .errors import InvalidInputError, UnsupportedOperationError
-from .models import (
+from .._jsonrules import is_blank, is_json
+from ..errors import InvalidInputError
+from ..models import (
     CustomToolCall,
     CustomToolCallOutput,
     FunctionCall,
@@ -26,32 +24,13 @@ from .models import (
     Message,
     Reasoning,
     ResponseItem,
-    json_type_name,
 )
-from .prompt import Prompt, checked_input, checked_instructions, checked_tools, format_input
-from .providers import Provider
-from .tools import build_chat_tools
+from ..prompt import Prompt, checked_input, checked_instructions, checked_tools, format_input
+from ..settings import OrphanToolCalls, Quirks, RequestOptions
+from ..structured import OutputSchema, StructuredOutputMode, response_format_body
+from ..tools import FunctionTool, ToolSpec, build_chat_tools
 
 logger = logging.getLogger("llmx_sync")
-
-
-class NotGiven(enum.Enum):
-    """The type of `NOT_GIVEN`: "this argument was not passed", as opposed to
-    None, which for some settings means "leave it out" (``max_tokens=None``)."""
-
-    NOT_GIVEN = "NOT_GIVEN"
-
-    def __repr__(self) -> str:
-        return "NOT_GIVEN"
-
-    def __bool__(self) -> Literal[False]:
-        return False
-
-
-NOT_GIVEN: Final = NotGiven.NOT_GIVEN
-
-OrphanToolCalls = Literal["drop", "truncate", "keep"]
-ORPHAN_TOOL_CALL_POLICIES: Final = ("drop", "truncate", "keep")
 
 
 # --- reasoning anchors: reasoning rides on the assistant message or call beside it --
@@ -212,8 +191,7 @@ def is_duplicate_assistant(message: Mapping[str, Any], previous: Mapping[str, An
 
 
 def _tool_call_message(tool_call: dict[str, Any]) -> dict[str, Any]:
-    # Every call is its own assistant message, as in llmx (parallel calls are
-    # not merged into one `tool_calls` array).
+    # One call per message here; `append_message` groups consecutive ones.
     return {"role": "assistant", "content": None, "tool_calls": [tool_call]}
 
 
@@ -264,12 +242,32 @@ def system_message(instructions: str | None) -> list[dict[str, Any]]:
 
 
 def fill_tool_call_content(messages: list[dict[str, Any]], content: str | None) -> list[dict[str, Any]]:
-    """Give tool-call messages `content` instead of null (`Provider.tool_call_content`)."""
+    """Give tool-call messages `content` instead of null (`Quirks.tool_call_content`)."""
     if content is not None:
         for message in messages:
             if "tool_calls" in message and message["content"] is None:
                 message["content"] = content
     return messages
+
+
+def is_tool_call_message(message: Mapping[str, Any] | None) -> bool:
+    return message is not None and message.get("role") == "assistant" and "tool_calls" in message
+
+
+def append_message(messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
+    """Append `message`; a tool-call message right after another one joins it: the
+    calls of one turn (parallel calls) are one assistant message listing them in
+    order, then their outputs. OpenAI answers 400 when an assistant message with
+    `tool_calls` is not followed by the tool messages answering it, which is what one
+    message per call (llmx's shape) gives for two calls. Reasoning sent with the calls
+    is joined in order."""
+    previous = messages[-1] if messages else None
+    if previous is not None and is_tool_call_message(previous) and is_tool_call_message(message):
+        previous["tool_calls"].extend(message["tool_calls"])
+        if "reasoning" in message:
+            previous["reasoning"] = previous.get("reasoning", "") + message["reasoning"]
+        return
+    messages.append(message)
 
 
 def build_messages(items: Sequence[ResponseItem], instructions: str | None,
@@ -299,7 +297,7 @@ def build_messages(items: Sequence[ResponseItem], instructions: str | None,
             continue
         if index in anchors:
             message["reasoning"] = anchors[index]
-        messages.append(message)
+        append_message(messages, message)
     return messages
 
 
@@ -338,109 +336,89 @@ def _item_to_chat(item: ResponseItem, index: int, malformed: set[int], skipped: 
     return None
 
 
-# --- settings ----------------------------------------------------------------------
+# --- the body ------------------------------------------------------------------------------
 
 
-def _check(ok: bool, where: str, expected: str, value: Any) -> None:
-    if not ok:
-        raise InvalidInputError(where, f"expected {expected}, got {json_type_name(value)} {value!r}")
+TOOL_CHOICE_KEYWORDS = ("auto", "none", "required")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def tool_choice_param(choice: str | Mapping[str, Any], tools: Sequence[ToolSpec]) -> str | dict[str, Any]:
+    """`tool_choice` as sent: a keyword (``auto``, ``none``, ``required``) or an object as
+    given; the name of one of the prompt's function tools becomes the object that
+    forces that function (the form every server we know honours; llama-cpp-python
+    ignores ``"required"``). Any other string is refused before it is sent."""
+    if not isinstance(choice, str):
+        return dict(choice)
+    if choice in TOOL_CHOICE_KEYWORDS:
+        return choice
+    names = [tool.name for tool in tools if isinstance(tool, FunctionTool)]
+    if choice not in names:
+        raise InvalidInputError("tool_choice", f"{choice!r} is neither {', '.join(TOOL_CHOICE_KEYWORDS)} nor the "
+                                f"name of a function tool of the prompt (functions: {', '.join(names) or 'none'})")
+    return {"type": "function", "function": {"name": choice}}
 
 
-def _is_real(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-def optional_params(*, temperature: float | None, top_p: float | None, tool_choice: str | dict[str, Any] | None,
-                    parallel_tool_calls: bool | None, stop: str | Sequence[str] | None,
-                    seed: int | None) -> dict[str, Any]:
-    """The sampling and tool parameters that were given (not None), checked."""
+def sampling_params(options: RequestOptions, tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """The sampling and tool parameters that were set (not None), in a fixed order."""
     params: dict[str, Any] = {}
-    if temperature is not None:
-        _check(_is_real(temperature), "temperature", "a finite number", temperature)
-        params["temperature"] = temperature
-    if top_p is not None:
-        _check(_is_real(top_p), "top_p", "a finite number", top_p)
-        params["top_p"] = top_p
-    if tool_choice is not None:
-        _check(isinstance(tool_choice, (str, dict)), "tool_choice",
-               "'auto', 'none', 'required' or a tool-choice object", tool_choice)
-        check_json_value(tool_choice, "tool_choice")
-        params["tool_choice"] = tool_choice
-    if parallel_tool_calls is not None:
-        _check(isinstance(parallel_tool_calls, bool), "parallel_tool_calls", "True or False", parallel_tool_calls)
-        params["parallel_tool_calls"] = parallel_tool_calls
-    if stop is not None:
-        _check(isinstance(stop, str) or (isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop)),
-               "stop", "a string or a list of strings", stop)
-        params["stop"] = stop if isinstance(stop, str) else list(stop)
-    if seed is not None:
-        _check(_is_int(seed), "seed", "an integer", seed)
-        params["seed"] = seed
+    for name in ("temperature", "top_p", "tool_choice", "parallel_tool_calls", "stop", "seed"):
+        value = getattr(options, name)
+        if value is None:
+            continue
+        if name == "tool_choice":
+            value = tool_choice_param(value, tools)
+        params[name] = value if isinstance(value, (str, int, float, bool, dict)) else list(value)
     return params
 
 
-def build_chat_request(
-    prompt: Prompt,
-    model: str,
-    provider: Provider | None = None,
-    *,
-    max_tokens: int | None | NotGiven = NOT_GIVEN,
-    include_usage: bool | NotGiven = NOT_GIVEN,
-    cache_control: bool | NotGiven = NOT_GIVEN,
-    orphan_tool_calls: OrphanToolCalls = "drop",
-    temperature: float | None = None,
-    top_p: float | None = None,
-    tool_choice: str | dict[str, Any] | None = None,
-    parallel_tool_calls: bool | None = None,
-    stop: str | Sequence[str] | None = None,
-    seed: int | None = None,
-    extra_body: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def check_one_choice(extra_body: Mapping[str, Any] | None) -> None:
+    """Refuse ``n`` > 1: the stream is read as one answer (the choice with index 0), so
+    the other answers would be generated, and billed, for nobody."""
+    n = (extra_body or {}).get("n", 1)
+    if n is not None and n != 1:
+        raise InvalidInputError("extra_body.n", f"n={n!r} asks for several answers, but a stream is read as one "
+                                "answer (the others would be generated and billed, then dropped); send one "
+                                "request per answer instead")
+
+
+def output_schema(prompt: Prompt, options: RequestOptions) -> OutputSchema | None:
+    """The structured output asked for: the `response_format` setting, else the
+    prompt's `output_schema` (llmx's name for it), else None."""
+    target = options.response_format if options.response_format is not None else prompt.output_schema
+    return None if target is None else OutputSchema.for_target(target)
+
+
+def add_structured_output(payload: dict[str, Any], output: OutputSchema, mode: StructuredOutputMode) -> None:
+    """Ask for `output` in `mode`; in the ``"tools"`` mode its function joins the tools
+    and `tool_choice` forces it."""
+    body = response_format_body(output, mode)
+    tools = body.pop("tools", None)
+    if tools is not None:
+        payload["tools"] = [*payload.get("tools", ()), *tools]
+    payload.update(body)
+
+
+def build_chat_request(prompt: Prompt, options: RequestOptions, quirks: Quirks | None = None) -> dict[str, Any]:
     """The JSON body of a streaming Chat Completions request for `prompt`.
 
-    `max_tokens` (None leaves it out), `include_usage` (asks for a final usage
-    chunk via `stream_options`) and `cache_control` (a cache breakpoint on the last
-    tool) default to the provider's settings, or `Provider`'s defaults without one.
-    `orphan_tool_calls` says what happens to a function call with no output after
-    it: `"drop"` leaves out that call (and the reasoning sent with it), `"truncate"`
-    leaves out everything from it on (as llmx did), `"keep"` sends it anyway.
-    The other keyword arguments are sent when not None. `extra_body` is merged in
-    last, so its keys win over everything built here (e.g. a server-specific
-    `"top_k"`, or a replacement `"stream_options"`).
-
-    The keys come in the order model, messages, stream, stream_options, tools,
-    max_tokens, then the rest. Raises `UnsupportedOperationError` when the prompt
-    has an `output_schema`, and `InvalidInputError` (a `ValueError`) naming the
-    argument or ``input[i]``/``tools[i]`` for anything malformed.
+    Every setting comes from `options` (see `RequestOptions`; merge a provider's
+    defaults in with `settings.merge_options`) and `quirks` (default: none). The keys
+    come in the order model, messages, stream, stream_options, tools, max_tokens, then
+    the sampling parameters; `extra_body` is merged in last, so its keys win over
+    everything built here (e.g. a server-specific ``"top_k"``, or a replacement
+    ``"stream_options"``). A `response_format` (or the prompt's `output_schema`) is
+    asked for in the way `quirks.structured_output` says. Raises `InvalidInputError`
+    (a `ValueError`) naming ``model``, ``input[i]``, ``tools[i]`` or the setting for
+    anything malformed.
     """
     if not isinstance(prompt, Prompt):
         raise InvalidInputError("prompt", f"expected a Prompt, got {type(prompt).__name__}")
-    if prompt.output_schema is not None:
-        raise UnsupportedOperationError("output_schema is not supported for Chat Completions API")
-    _check(isinstance(model, str), "model", "a string", model)
-    _check(provider is None or isinstance(provider, Provider), "provider", "a Provider or None", provider)
-    _check(orphan_tool_calls in ORPHAN_TOOL_CALL_POLICIES, "orphan_tool_calls", "'drop', 'truncate' or 'keep'",
-           orphan_tool_calls)
-    defaults = provider if provider is not None else Provider(name="default")
-    if max_tokens is NOT_GIVEN:
-        max_tokens = defaults.max_tokens
-    if include_usage is NOT_GIVEN:
-        include_usage = defaults.include_usage
-    if cache_control is NOT_GIVEN:
-        cache_control = defaults.cache_control
-    _check(max_tokens is None or (_is_int(max_tokens) and max_tokens >= 0), "max_tokens",
-           "a non-negative integer or None", max_tokens)
-    _check(isinstance(include_usage, bool), "include_usage", "True or False", include_usage)
-    _check(isinstance(cache_control, bool), "cache_control", "True or False", cache_control)
-    extras = optional_params(temperature=temperature, top_p=top_p, tool_choice=tool_choice,
-                             parallel_tool_calls=parallel_tool_calls, stop=stop, seed=seed)
-    if extra_body is not None:
-        _check(isinstance(extra_body, Mapping), "extra_body", "a dict", extra_body)
-        check_json_value(dict(extra_body), "extra_body")
+    if not isinstance(options, RequestOptions):
+        raise InvalidInputError("options", f"expected RequestOptions, got {type(options).__name__}")
+    quirks = quirks if quirks is not None else Quirks()
+    if options.model is None:
+        raise InvalidInputError("model", "no model given: pass model=... (or set the provider's model)")
+    check_one_choice(options.extra_body)
 
     # The prompt's attributes may have been changed since it was made: check them again.
     instructions = checked_instructions(prompt.instructions)
@@ -448,19 +426,22 @@ def build_chat_request(
     items = format_input(checked_input(prompt.input), tools)
 
     payload: dict[str, Any] = {
-        "model": model,
-        "messages": fill_tool_call_content(build_messages(items, instructions, orphan_tool_calls),
-                                           defaults.tool_call_content),
+        "model": options.model,
+        "messages": fill_tool_call_content(build_messages(items, instructions, options.orphan_tool_calls),
+                                           quirks.tool_call_content),
         "stream": True,
     }
-    if include_usage:
+    if options.include_usage:
         payload["stream_options"] = {"include_usage": True}
-    chat_tools = build_chat_tools(tools, cache_control=cache_control)
+    chat_tools = build_chat_tools(tools, cache_control=options.cache_control)
     if chat_tools:
         payload["tools"] = chat_tools
-    if max_tokens is not None:
-        payload["max_tokens"] = max_tokens
-    payload.update(extras)
-    if extra_body:
-        payload.update(extra_body)
+    if options.max_tokens is not None:
+        payload[quirks.max_tokens_param] = options.max_tokens
+    payload.update(sampling_params(options, tools))
+    output = output_schema(prompt, options)
+    if output is not None:
+        add_structured_output(payload, output, quirks.structured_output)
+    if options.extra_body:
+        payload.update(options.extra_body)
     return payload

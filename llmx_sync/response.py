@@ -1,0 +1,119 @@
+"""`ResponseStream`: the events of one answer (`stream.EventStream`) with its views.
+
+Every event the iterator hands out, through whichever view, also goes into a
+`ChatAccumulator`, so `snapshot()` is the answer so far and `collect()` the whole
+answer, however much of it was already read.
+
+With structured output asked for, the answer's JSON is followed as it streams: an
+`OutputJsonDelta` with the partial object comes after each delta that changed it, and
+`collect().parsed` is the validated value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+from .aggregate import ChatAccumulator, ChatResult, aggregate
+from .body import BodyReader
+from .errors import OutputValidationError, StreamError
+from .events import Event, FunctionCallArgumentsDelta, OutputJsonDelta, OutputTextDelta
+from .models import ResponseItem
+from .stream import DEFAULT_BUFFERED_BYTES, EventStream
+from .structured import UNCHANGED, OutputSchema, PartialJson, StructuredOutputMode
+from .transport import Deadline, ResponseInfo
+from .wire import WireParser
+
+__all__ = ["ResponseStream", "StructuredOutput"]
+
+
+class StructuredOutput:
+    """The structured output of one answer: where its JSON arrives (the text, or the
+    arguments of the forced call in the ``"tools"`` mode) and what it parses to."""
+
+    def __init__(self, schema: OutputSchema, mode: StructuredOutputMode) -> None:
+        self.schema = schema
+        self._from_call = mode == "tools"
+        self._partial = PartialJson()
+
+    def follow(self, batch: list[Event]) -> list[Event]:
+        """`batch` with an `OutputJsonDelta` after each delta that changed the object."""
+        out: list[Event] = []
+        for event in batch:
+            out.append(event)
+            if self._from_call:
+                delta = event.delta if (isinstance(event, FunctionCallArgumentsDelta)
+                                        and event.name == self.schema.name) else None
+            else:
+                delta = event.delta if isinstance(event, OutputTextDelta) else None
+            if delta:
+                value = self._partial.feed(delta)
+                if value is not UNCHANGED:
+                    out.append(OutputJsonDelta(value))
+        return out
+
+    def parse(self, result: ChatResult) -> object:
+        """The value of the whole answer; `OutputValidationError` when it does not fit."""
+        if not self._from_call:
+            return self.schema.parse(result.text)
+        calls = [call for call in result.tool_calls if call.name == self.schema.name]
+        if not calls:
+            raise OutputValidationError(result.text, f"the model did not call {self.schema.name!r} with the answer")
+        return self.schema.parse(calls[-1].arguments)
+
+
+class ResponseStream(EventStream):
+    """The events of one streamed answer (iterate over it, once), and views of it:
+    `aggregate()`, `collect()`, `text_stream` and `snapshot()`. `history` is the
+    conversation the request sent; `collect().history` adds the answer to it."""
+
+    def __init__(self, body: BodyReader, parser: WireParser, info: ResponseInfo, *, idle_timeout: float,
+                 deadline: Deadline | None = None, max_buffered_bytes: int = DEFAULT_BUFFERED_BYTES,
+                 output: StructuredOutput | None = None, history: Sequence[ResponseItem] = ()) -> None:
+        self._accumulator = accumulator = ChatAccumulator()
+        self._output = output
+        self.history = list(history)
+
+        # Called by the iterator (the caller's thread) for each batch. A closure, not a
+        # method: a bound method kept by the stream would make a reference cycle, and a
+        # stream dropped after a `break` must be freed (and closed) at once.
+        def take(batch: list[Event]) -> list[Event]:
+            if output is not None:
+                batch = output.follow(batch)
+            accumulator.add_all(batch)
+            return batch
+
+        super().__init__(body, parser, info, idle_timeout=idle_timeout, deadline=deadline,
+                         max_buffered_bytes=max_buffered_bytes, on_batch=take)
+
+    def aggregate(self, mode: str = "aggregated") -> Iterator[Event]:
+        """The events still to come, as `llmx_sync.aggregate` gives them (see there)."""
+        return aggregate(self, mode)
+
+    def collect(self) -> ChatResult:
+        """The whole answer (text, reasoning, tool calls, usage; the structured output in
+        `parsed`), reading what is left of it, then close. Events already read through
+        any view count too. Raises the stream's error, `StreamError` when the stream was
+        closed before its end, and `OutputValidationError` when structured output was
+        asked for and the answer does not fit."""
+        with self:
+            for _ in self:
+                pass
+        if self.error is not None:
+            raise self.error
+        if not self.completed:
+            raise StreamError("the stream was closed before the answer was complete")
+        result = self.snapshot()
+        if self._output is not None:
+            result.parsed = self._output.parse(result)
+        return result
+
+    def snapshot(self) -> ChatResult:
+        """Everything received so far, whichever view read it (no waiting, no I/O)."""
+        result = self._accumulator.snapshot()
+        return dataclasses.replace(result, history=[*self.history, *result.items])
+
+    @property
+    def text_stream(self) -> Iterator[str]:
+        """Only the answer's text, delta by delta."""
+        return (event.delta for event in self if isinstance(event, OutputTextDelta))

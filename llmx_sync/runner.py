@@ -1,0 +1,286 @@
+"""The tool-running loop: call the model, run the tools it asked for, send the results,
+call it again, until an answer comes without tool calls.
+
+`RunStream` is what `Client.run` returns: one iterator over the events of every turn
+(the same events as `Client.stream`, each turn's `Completed` carrying its `turn`), plus
+a `ToolResult` after each tool ran. Tools are Python functions (`functions.tool`);
+the calls of one turn run at once in daemon threads (``parallel=False``: one after
+the other), and their results are sent, and yielded, in the order the model made the
+calls.
+
+Nothing a tool call does ends the loop: a call of an unknown tool, arguments that do
+not fit, or a function that raises each becomes an output telling the model what went
+wrong. A call whose arguments are not even JSON is recorded with arguments ``{}``
+(the request rules leave out a call whose arguments are not JSON, and its output with
+it, so the model would never see what it did wrong) and an output quoting the text.
+
+Stopping: `close()`, ``break`` then garbage collection, Ctrl-C while waiting, or the
+client closing end the run within a second and no further turn starts. A tool that
+is running is left to finish in its thread; its result is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Final
+
+from ._jsonrules import is_json
+from .aggregate import ChatResult
+from .errors import MaxTurnsExceededError, StreamError
+from .events import Completed, Event, ToolResult
+from .functions import PythonTool, ToolArgumentsError
+from .models import FunctionCall, FunctionCallOutput, ResponseItem
+from .response import ResponseStream
+
+__all__ = ["RunStream", "run_tool_call"]
+
+# Waits are cut into slices this long so that close() and Ctrl-C are noticed.
+_WAIT_SLICE: Final = 0.1
+
+
+def run_tool_call(call: FunctionCall, tools: dict[str, PythonTool]) -> tuple[FunctionCall, ToolResult]:
+    """Run one call: the call as it goes into the history, and its result.
+
+    Never raises for the call's sake: every failure is a result whose `error` says what
+    happened and whose `output` tells the model (the function's own exception text
+    included, as the model needs it to correct itself).
+    """
+    # Arguments that are not JSON (`""` included) would make the request rules leave
+    # the call out, and its output with it: record `{}`, and quote the text in the output.
+    recorded = call if is_json(call.arguments) else dataclasses.replace(call, arguments="{}")
+    tool = tools.get(call.name)
+    if tool is None:
+        message = f"error: there is no tool named {call.name!r}; the tools are: {', '.join(tools) or 'none'}"
+        return recorded, ToolResult(call.call_id, call.name, message, message)
+    try:
+        return recorded, ToolResult(call.call_id, call.name, tool.run(call.arguments))
+    except ToolArgumentsError as exc:
+        message = f"error: {exc.problem}"
+    except Exception as exc:  # the tool's failure is the model's business, not the loop's
+        message = f"error: {type(exc).__name__}: {exc}"
+    return recorded, ToolResult(call.call_id, call.name, message, message)
+
+
+class _Turn:
+    """The tool calls of one turn being run, each in its own daemon thread (or one by one)."""
+
+    def __init__(self, calls: Sequence[FunctionCall], tools: dict[str, PythonTool], parallel: bool) -> None:
+        self.calls = list(calls)
+        self._results: queue.Queue[tuple[int, tuple[FunctionCall, ToolResult]]] = queue.Queue()
+        self._done: dict[int, tuple[FunctionCall, ToolResult]] = {}
+        self.next_index = 0
+        if parallel:
+            for index, call in enumerate(self.calls):
+                self._start(index, [call], tools)
+        else:
+            self._start(0, self.calls, tools)
+
+    def _start(self, first: int, calls: list[FunctionCall], tools: dict[str, PythonTool]) -> None:
+        results = self._results
+
+        def work() -> None:
+            for offset, call in enumerate(calls):
+                results.put((first + offset, run_tool_call(call, tools)))
+
+        threading.Thread(target=work, name=f"llmx_sync-tool-{first}", daemon=True).start()
+
+    def next_result(self, timeout: float) -> tuple[FunctionCall, ToolResult] | None:
+        """The result of the next call in the model's order, or None if not there within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.next_index not in self._done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                index, result = self._results.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            self._done[index] = result
+        result = self._done.pop(self.next_index)
+        self.next_index += 1
+        return result
+
+    @property
+    def finished(self) -> bool:
+        return self.next_index == len(self.calls)
+
+
+class _State:
+    """What the finalizer needs to stop a run: its current stream. Not the RunStream
+    itself, so an abandoned run can be collected."""
+
+    def __init__(self) -> None:
+        self.stream: ResponseStream | None = None
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+        stream = self.stream
+        if stream is not None:
+            stream.close()
+
+
+class RunStream:
+    """The events of every turn of a tool-running loop (see the module docstring).
+
+    Iterate over it once, or call `collect()`. `history` is every item of the run so
+    far: the input, then each turn's answer items and tool outputs in order, ready to
+    continue with ``client.run(run.history + [Message.user(...)], ...)``.
+    """
+
+    def __init__(self, history: Sequence[ResponseItem], start_turn: Callable[[list[ResponseItem]], ResponseStream],
+                 tools: Sequence[PythonTool], *, max_turns: int, parallel: bool) -> None:
+        self.history: list[ResponseItem] = list(history)
+        self.turn = 0
+        self._start_turn = start_turn
+        self._tools = {tool.name: tool for tool in tools}
+        self._max_turns = max_turns
+        self._parallel = parallel
+        self._state = _State()
+        self._finalizer = weakref.finalize(self, self._state.close)
+        self._pending: deque[Event] = deque()
+        self._tool_turn: _Turn | None = None
+        self._tool_items: list[ResponseItem] = []
+        self._result: ChatResult | None = None  # the last turn's answer
+        self._finished = False
+        self._error: BaseException | None = None  # raised once the events before it are out
+        self._start_next_turn()
+
+    # -- iteration --------------------------------------------------------------------
+
+    def __iter__(self) -> RunStream:
+        return self
+
+    def __next__(self) -> Event:
+        return self.next_event(None)
+
+    def next_event(self, timeout: float | None = None) -> Event:
+        """The next event, waiting at most `timeout` seconds (None: no limit): as
+        `ResponseStream.next_event`, for the whole run."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                if self._pending:
+                    return self._pending.popleft()
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                if self._finished or self._state.closed.is_set():
+                    self._finished = True
+                    raise StopIteration
+                wait = _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError("no event within the timeout")
+                if self._tool_turn is not None:
+                    self._collect_tool_result(wait)
+                else:
+                    self._next_stream_event(wait)
+        except (StopIteration, TimeoutError):
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def _next_stream_event(self, wait: float) -> None:
+        stream = self._state.stream
+        assert stream is not None
+        try:
+            event = stream.next_event(wait)
+        except TimeoutError:
+            return
+        except StopIteration:
+            self._end_turn(stream)
+            return
+        if isinstance(event, Completed):
+            event = dataclasses.replace(event, turn=self.turn)
+        self._pending.append(event)
+
+    def _end_turn(self, stream: ResponseStream) -> None:
+        if not stream.completed:  # closed (by us, or by the client): no further turn
+            self._finished = True
+            return
+        result = stream.snapshot()
+        self._result = result
+        self.history.extend(result.items)
+        if not result.tool_calls:
+            self._finished = True
+            return
+        self._tool_turn = _Turn(result.tool_calls, self._tools, self._parallel)
+        self._tool_items = []
+
+    def _collect_tool_result(self, wait: float) -> None:
+        turn = self._tool_turn
+        assert turn is not None
+        done = turn.next_result(wait)
+        if done is None:
+            return
+        call, result = done
+        if call is not turn.calls[turn.next_index - 1]:  # arguments rewritten: record what the model sees
+            self._replace_in_history(turn.calls[turn.next_index - 1], call)
+        self._tool_items.append(FunctionCallOutput.from_text(call.call_id, result.output))
+        self._pending.append(result)
+        if turn.finished:
+            self.history.extend(self._tool_items)
+            self._tool_turn = None
+            if self.turn >= self._max_turns:
+                self._finished = True
+                self._error = MaxTurnsExceededError(self._max_turns, list(self.history))
+                return
+            self._start_next_turn()
+
+    def _replace_in_history(self, old: FunctionCall, new: FunctionCall) -> None:
+        for index in range(len(self.history) - 1, -1, -1):
+            if self.history[index] is old:
+                self.history[index] = new
+                return
+
+    def _start_next_turn(self) -> None:
+        if self._state.closed.is_set():
+            return
+        self.turn += 1
+        self._state.stream = self._start_turn(list(self.history))
+
+    # -- results ----------------------------------------------------------------------
+
+    def collect(self) -> ChatResult:
+        """Run the loop to its end; the last turn's answer, with `history` the whole run
+        (and `parsed` the structured output, when one was asked for). Raises the run's
+        error, and `StreamError` if it was closed before it ended."""
+        with self:
+            for _ in self:
+                pass
+        if self._result is None or not self._finished or self._tool_turn is not None:
+            raise StreamError("the run was closed before it ended")
+        stream = self._state.stream
+        assert stream is not None
+        return dataclasses.replace(stream.collect(), history=list(self.history))
+
+    # -- closing ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop: close the current stream, start no further turn, drop the results of
+        tools still running. Idempotent, from any thread."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def __enter__(self) -> RunStream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "finished" if self._finished else "running"
+        return f"<RunStream {state} turn={self.turn} items={len(self.history)}>"
+

@@ -1,0 +1,255 @@
+"""Request settings and server quirks, each declared once with its default and its rule.
+
+`RequestOptions` holds every per-request setting: what goes into the request body
+(model, sampling, tools, usage), how it is sent (retries, timeouts, headers). A
+`Provider` carries one as its defaults, a `Client.stream` call may pass another and
+keyword overrides; `merge_options` lays them over each other in one place, and a
+setting counts as given only where the caller named it. That is what lets a call's
+``max_tokens=None`` (leave it out) win over a provider's 8192 without a sentinel value.
+
+`Quirks` are what a server needs different from the protocol's letter (the `content`
+of a tool-call message, the name of the token limit).
+
+Every value is checked when the object is made, so bad settings fail before any I/O
+with an `InvalidInputError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from ._jsonrules import check_json_value, json_type_name
+from .errors import InvalidInputError
+
+__all__ = ["MAX_RETRIES", "Quirks", "RequestOptions", "merge_options", "options_from"]
+
+#: The most retries a request may ask for: more only keeps a web worker waiting.
+MAX_RETRIES: Final = 100
+
+Check = Callable[[str, Any], None]
+
+
+# --- the rules -----------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    return f"{json_type_name(value)} {value!r}"
+
+
+def _rule(expected: str, test: Callable[[Any], bool]) -> Check:
+    """A check that raises `InvalidInputError(where, "expected <expected>, got …")`."""
+
+    def check(where: str, value: Any) -> None:
+        if not test(value):
+            raise InvalidInputError(where, f"expected {expected}, got {_describe(value)}")
+
+    return check
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _optional(check: Check) -> Check:
+    def optional(where: str, value: Any) -> None:
+        if value is not None:
+            check(where, value)
+
+    return optional
+
+
+def _choice(*allowed: str) -> Check:
+    return _rule(" or ".join(map(repr, allowed)), lambda value: value in allowed)
+
+
+def _json_data(check: Check) -> Check:
+    """`check`, then: plain JSON data all the way down (it is sent as JSON)."""
+
+    def json_data(where: str, value: Any) -> None:
+        check(where, value)
+        check_json_value(value, where)
+
+    return json_data
+
+
+BOOL = _rule("True or False", lambda value: isinstance(value, bool))
+STRING = _rule("a string", lambda value: isinstance(value, str))
+COUNT = _rule("a non-negative integer", lambda value: _is_int(value) and value >= 0)
+INTEGER = _rule("an integer", _is_int)
+NUMBER = _rule("a finite number", _is_finite)
+RETRIES = _rule(f"an integer from 0 to {MAX_RETRIES}", lambda value: _is_int(value) and 0 <= value <= MAX_RETRIES)
+SECONDS = _rule("a finite number of seconds above 0", lambda value: _is_finite(value) and value > 0)
+DELAY = _rule("a finite number of seconds, 0 or more", lambda value: _is_finite(value) and value >= 0)
+STOP = _rule("a string or a list of strings",
+             lambda value: isinstance(value, str) or (isinstance(value, (list, tuple))
+                                                      and all(isinstance(s, str) for s in value)))
+TOOL_CHOICE = _json_data(_rule("'auto', 'none', 'required' or a tool-choice object",
+                               lambda value: isinstance(value, (str, Mapping))))
+JSON_OBJECT = _json_data(_rule("a dict", lambda value: isinstance(value, Mapping)))
+# Checked whole when the request is built (`structured.OutputSchema.for_target`).
+RESPONSE_FORMAT = _rule("a dataclass, a TypedDict or a pydantic model class, or a JSON Schema dict",
+                        lambda value: isinstance(value, (type, Mapping)))
+
+
+def _check_headers(where: str, value: Any) -> None:
+    """Names and values that http.client would refuse (or that would split a header)
+    are named here, before anything is sent."""
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(where, f"expected a dict of header names to values, got {_describe(value)}")
+    for name, text in value.items():
+        if not isinstance(name, str) or not name or not name.isascii() or any(c in name for c in ' \t\r\n:\0'):
+            raise InvalidInputError(where, f"{name!r} is not a valid header name")
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{where}[{name!r}]", f"expected a string, got {json_type_name(text)}")
+        if any(c in text for c in "\r\n\0"):
+            raise InvalidInputError(f"{where}[{name!r}]", "the value contains a line break or NUL "
+                                    "(a key read from a file often ends with a newline: strip it)")
+
+
+HEADERS: Final = _check_headers
+
+
+def _setting(default: Any, check: Check) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
+def _validate(obj: Any) -> None:
+    for spec in dataclasses.fields(obj):
+        spec.metadata["check"](spec.name, getattr(obj, spec.name))
+
+
+# --- request options -------------------------------------------------------------------
+
+OrphanToolCalls = Literal["drop", "truncate", "keep"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestOptions:
+    """Every per-request setting, with the SDK's defaults.
+
+    Body: `model`; `max_tokens` (None leaves it out); `temperature`, `top_p`, `stop`,
+    `seed`, `tool_choice`, `parallel_tool_calls` (sent when not None);
+    `include_usage` (ask for a final usage chunk); `cache_control` (a prompt-caching
+    breakpoint on the last tool); `response_format` (structured output: a dataclass,
+    TypedDict or pydantic model class, or a JSON Schema dict); `orphan_tool_calls` (what happens to a function call
+    with no output after it: ``"drop"`` it alone, ``"truncate"`` everything from it on
+    as llmx did, ``"keep"`` it); `extra_body` (merged into the body last, so its keys
+    win). Sending: `extra_headers` (sent last, so they win), `subagent` (the
+    ``x-openai-subagent`` header), `request_max_retries` and `max_retry_delay`
+    (the longest wait between tries a server may ask for), `connect_timeout`,
+    `idle_timeout` (seconds allowed between two reads of the body) and `timeout` (the
+    request's total time: retries, waiting for headers and the whole body; None: no
+    limit).
+
+    Only the settings named when it is made count as given (`given`): merging lays
+    those, and only those, over another `RequestOptions`.
+    """
+
+    model: str | None = _setting(None, _optional(STRING))
+    max_tokens: int | None = _setting(8192, _optional(COUNT))
+    temperature: float | None = _setting(None, _optional(NUMBER))
+    top_p: float | None = _setting(None, _optional(NUMBER))
+    stop: str | Sequence[str] | None = _setting(None, _optional(STOP))
+    seed: int | None = _setting(None, _optional(INTEGER))
+    tool_choice: str | Mapping[str, Any] | None = _setting(None, _optional(TOOL_CHOICE))
+    parallel_tool_calls: bool | None = _setting(None, _optional(BOOL))
+    include_usage: bool = _setting(True, BOOL)
+    cache_control: bool = _setting(False, BOOL)
+    orphan_tool_calls: OrphanToolCalls = _setting("drop", _choice("drop", "truncate", "keep"))
+    response_format: Any = _setting(None, _optional(RESPONSE_FORMAT))
+    extra_body: Mapping[str, Any] | None = _setting(None, _optional(JSON_OBJECT))
+    extra_headers: Mapping[str, str] | None = _setting(None, _optional(HEADERS))
+    subagent: str | None = _setting(None, _optional(STRING))
+    request_max_retries: int = _setting(4, RETRIES)
+    max_retry_delay: float = _setting(60.0, DELAY)
+    connect_timeout: float = _setting(10.0, SECONDS)
+    idle_timeout: float = _setting(300.0, SECONDS)
+    timeout: float | None = _setting(None, _optional(SECONDS))
+
+    # Which settings the caller named: `__new__` sees the same keywords as `__init__`,
+    # and keeping them out of the dataclass fields keeps them out of __init__,
+    # __repr__ and __eq__.
+    def __new__(cls, **given: Any) -> RequestOptions:
+        self = super().__new__(cls)
+        object.__setattr__(self, "_given", frozenset(given))
+        return self
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def given(self) -> frozenset[str]:
+        """The names of the settings given when this object was made (or merged)."""
+        given: frozenset[str] = self.__dict__["_given"]
+        return given
+
+
+#: The names of every setting, for error messages and for sorting keyword arguments.
+OPTION_NAMES: Final = frozenset(spec.name for spec in dataclasses.fields(RequestOptions))
+
+
+def options_from(settings: Mapping[str, Any], *, where: str = "") -> RequestOptions:
+    """`RequestOptions(**settings)`, with an unknown name reported as an
+    `InvalidInputError` that lists the known ones (rather than a bare TypeError)."""
+    unknown = sorted(set(settings) - OPTION_NAMES)
+    if unknown:
+        raise InvalidInputError(where + unknown[0], f"unknown setting (known: {', '.join(sorted(OPTION_NAMES))})")
+    try:
+        return RequestOptions(**settings)
+    except InvalidInputError as exc:
+        raise InvalidInputError(where + exc.where, exc.problem) from None
+
+
+def merge_options(*layers: RequestOptions | None) -> RequestOptions:
+    """The layers laid over each other in order: each one's given settings replace
+    what the layers before it said. The SDK's defaults are under them all."""
+    values: dict[str, Any] = {}
+    for layer in layers:
+        if layer is not None:
+            values.update((name, getattr(layer, name)) for name in layer.given)
+    return RequestOptions(**values)
+
+
+# --- server quirks ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quirks:
+    """What a server needs that differs from the protocol's letter.
+
+    `tool_call_content`: the `content` of an assistant message that only carries tool
+    calls. ``""`` by default: llama-cpp-python's server answers 500 to null, and a
+    LiteLLM proxy in front of it turns the error into an empty answer; every server we
+    know accepts the empty string. None sends JSON null, as OpenAI documents (the
+    `openai` built-in does).
+
+    `max_tokens_param`: the name the token limit is sent under. OpenAI's current
+    models refuse ``max_tokens`` ("Use 'max_completion_tokens' instead"); most other
+    servers know only ``max_tokens``.
+
+    `structured_output`: how a `response_format` is asked for (see `structured.py`):
+    ``"json_schema"`` (OpenAI's structured outputs; vLLM, Ollama, LiteLLM,
+    llama-server), ``"json_object"`` with the schema in `response_format`
+    (llama-cpp-python's server, llama-server), or ``"tools"`` (a forced function call
+    whose arguments are the object).
+    """
+
+    tool_call_content: str | None = _setting("", _optional(STRING))
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = _setting(
+        "max_tokens", _choice("max_tokens", "max_completion_tokens"))
+    structured_output: Literal["json_schema", "json_object", "tools"] = _setting(
+        "json_schema", _choice("json_schema", "json_object", "tools"))
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+QUIRK_NAMES: Final = frozenset(spec.name for spec in dataclasses.fields(Quirks))
