@@ -31,7 +31,22 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ._jsonrules import json_type_name
 from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError
-from .settings import MAX_RETRIES, OPTION_NAMES, QUIRK_NAMES, Quirks, RequestOptions, options_from
+from .settings import (
+    HEADERS,
+    MAX_RETRIES,
+    OPTION_NAMES,
+    QUIRK_NAMES,
+    STRING,
+    Quirks,
+    RequestOptions,
+    check_header_name,
+    check_header_value,
+    optional,
+    options_from,
+    rule,
+    setting,
+    validate_fields,
+)
 from .wire import WIRES
 
 if TYPE_CHECKING:
@@ -55,16 +70,49 @@ def env_value(var: str) -> str | None:
     return value
 
 
-def _string_map(where: str, value: Any) -> None:
-    if value is not None and not (isinstance(value, Mapping)
-                                  and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
-        raise InvalidInputError(where, f"expected a table of strings, got {json_type_name(value)} {value!r}")
+STRING_MAP: Final = rule("a table of strings", lambda value: isinstance(value, Mapping) and all(
+    isinstance(k, str) and isinstance(v, str) for k, v in value.items()))
 
 
-def _optional_string(where: str, value: Any, *, secret: bool = False) -> None:
-    if value is not None and not isinstance(value, str):
-        shown = "***" if secret else repr(value)
-        raise InvalidInputError(where, f"expected a string, got {json_type_name(value)} {shown}")
+def _check_secret(where: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidInputError(where, f"expected a string, got {json_type_name(value)} ***")
+    check_header_value(where, value, secret=True)
+
+
+def _check_base_url(where: str, value: Any) -> None:
+    """An http:// or https:// URL with a host (the usual slip: no scheme at all)."""
+    if not isinstance(value, str):
+        raise InvalidInputError(where, f"expected a URL string, got {json_type_name(value)}")
+    shown = redact_url(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise InvalidInputError(where, f"{shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        if "://" not in value:
+            raise InvalidInputError(where, f"{shown!r} has no scheme: add http:// or https:// "
+                                    f"(e.g. 'http://{value.lstrip('/')}')")
+        raise InvalidInputError(where, f"{shown!r}: expected an http:// or https:// URL")
+    if not parts.hostname:
+        raise InvalidInputError(where, f"{shown!r} has no host")
+    if any(c.isspace() for c in value):
+        raise InvalidInputError(where, f"{shown!r} contains white space")
+
+
+def _check_wire_api(where: str, value: Any) -> None:
+    if value == "responses":
+        raise UnsupportedOperationError(
+            "the Responses API (wire_api = \"responses\") is not supported; use wire_api = \"chat\"")
+    if value not in WIRES:
+        raise InvalidInputError(where, f"expected one of {', '.join(map(repr, WIRES))}, got {value!r}")
+
+
+def _check_env_headers(where: str, value: Any) -> None:
+    STRING_MAP(where, value)
+    for name in value:
+        check_header_name(where, name)
 
 
 def redact_url(url: str) -> str:
@@ -94,31 +142,17 @@ class Connection:
     `wire_api` names the wire protocol (`wire.WIRES`).
     """
 
-    base_url: str = DEFAULT_BASE_URL
-    wire_api: str = "chat"
-    api_key: str | None = field(default=None, repr=False)
-    env_key: str | None = None
-    env_key_instructions: str | None = None
-    query_params: Mapping[str, str] | None = None
-    http_headers: Mapping[str, str] | None = field(default=None, repr=False)
-    env_http_headers: Mapping[str, str] | None = None
+    base_url: str = setting(DEFAULT_BASE_URL, _check_base_url)
+    wire_api: str = setting("chat", _check_wire_api)
+    api_key: str | None = field(default=None, repr=False, metadata={"check": optional(_check_secret)})
+    env_key: str | None = setting(None, optional(STRING))
+    env_key_instructions: str | None = setting(None, optional(STRING))
+    query_params: Mapping[str, str] | None = setting(None, optional(STRING_MAP))
+    http_headers: Mapping[str, str] | None = field(default=None, repr=False, metadata={"check": optional(HEADERS)})
+    env_http_headers: Mapping[str, str] | None = setting(None, optional(_check_env_headers))
 
     def __post_init__(self) -> None:
-        if not isinstance(self.base_url, str):
-            raise InvalidInputError("base_url", f"expected a string, got {json_type_name(self.base_url)}")
-        if not isinstance(self.wire_api, str):
-            raise InvalidInputError("wire_api", f"expected a string, got {json_type_name(self.wire_api)}")
-        if self.wire_api == "responses":
-            raise UnsupportedOperationError(
-                "the Responses API (wire_api = \"responses\") is not supported; use wire_api = \"chat\"")
-        if self.wire_api not in WIRES:
-            raise InvalidInputError("wire_api", f"expected one of {', '.join(map(repr, WIRES))}, "
-                                    f"got {self.wire_api!r}")
-        _optional_string("api_key", self.api_key, secret=True)
-        for name in ("env_key", "env_key_instructions"):
-            _optional_string(name, getattr(self, name))
-        for name in ("query_params", "http_headers", "env_http_headers"):
-            _string_map(name, getattr(self, name))
+        validate_fields(self)
 
     def url(self) -> str:
         """``<base>/<the wire's path>[?query]``: one slash between, the query
@@ -134,6 +168,7 @@ class Connection:
             value = env_value(self.env_key)
             if value is None:
                 raise EnvVarError(self.env_key, self.env_key_instructions)
+            check_header_value(f"${self.env_key}", value, secret=True)
             return value  # sent untrimmed, as llmx sends it
         return None
 
@@ -147,6 +182,7 @@ class Connection:
         for header, var in (self.env_http_headers or {}).items():
             value = env_value(var)
             if value is not None:
+                check_header_value(f"env_http_headers[{header!r}] (${var})", value, secret=True)
                 headers[header] = value
         return headers
 

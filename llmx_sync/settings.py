@@ -40,7 +40,7 @@ def _describe(value: Any) -> str:
     return f"{json_type_name(value)} {value!r}"
 
 
-def _rule(expected: str, test: Callable[[Any], bool]) -> Check:
+def rule(expected: str, test: Callable[[Any], bool]) -> Check:
     """A check that raises `InvalidInputError(where, "expected <expected>, got …")`."""
 
     def check(where: str, value: Any) -> None:
@@ -58,7 +58,7 @@ def _is_finite(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
-def _optional(check: Check) -> Check:
+def optional(check: Check) -> Check:
     def optional(where: str, value: Any) -> None:
         if value is not None:
             check(where, value)
@@ -66,8 +66,8 @@ def _optional(check: Check) -> Check:
     return optional
 
 
-def _choice(*allowed: str) -> Check:
-    return _rule(" or ".join(map(repr, allowed)), lambda value: value in allowed)
+def choice(*allowed: str) -> Check:
+    return rule(" or ".join(map(repr, allowed)), lambda value: value in allowed)
 
 
 def _json_data(check: Check) -> Check:
@@ -80,48 +80,61 @@ def _json_data(check: Check) -> Check:
     return json_data
 
 
-BOOL = _rule("True or False", lambda value: isinstance(value, bool))
-STRING = _rule("a string", lambda value: isinstance(value, str))
-COUNT = _rule("a non-negative integer", lambda value: _is_int(value) and value >= 0)
-INTEGER = _rule("an integer", _is_int)
-NUMBER = _rule("a finite number", _is_finite)
-RETRIES = _rule(f"an integer from 0 to {MAX_RETRIES}", lambda value: _is_int(value) and 0 <= value <= MAX_RETRIES)
-SECONDS = _rule("a finite number of seconds above 0", lambda value: _is_finite(value) and value > 0)
-DELAY = _rule("a finite number of seconds, 0 or more", lambda value: _is_finite(value) and value >= 0)
-STOP = _rule("a string or a list of strings",
+BOOL = rule("True or False", lambda value: isinstance(value, bool))
+STRING = rule("a string", lambda value: isinstance(value, str))
+COUNT = rule("a non-negative integer", lambda value: _is_int(value) and value >= 0)
+INTEGER = rule("an integer", _is_int)
+NUMBER = rule("a finite number", _is_finite)
+RETRIES = rule(f"an integer from 0 to {MAX_RETRIES}", lambda value: _is_int(value) and 0 <= value <= MAX_RETRIES)
+SECONDS = rule("a finite number of seconds above 0", lambda value: _is_finite(value) and value > 0)
+DELAY = rule("a finite number of seconds, 0 or more", lambda value: _is_finite(value) and value >= 0)
+STOP = rule("a string or a list of strings",
              lambda value: isinstance(value, str) or (isinstance(value, (list, tuple))
                                                       and all(isinstance(s, str) for s in value)))
-TOOL_CHOICE = _json_data(_rule("'auto', 'none', 'required' or a tool-choice object",
+TOOL_CHOICE = _json_data(rule("'auto', 'none', 'required' or a tool-choice object",
                                lambda value: isinstance(value, (str, Mapping))))
-JSON_OBJECT = _json_data(_rule("a dict", lambda value: isinstance(value, Mapping)))
+JSON_OBJECT = _json_data(rule("a dict", lambda value: isinstance(value, Mapping)))
 # Checked whole when the request is built (`structured.OutputSchema.for_target`).
-RESPONSE_FORMAT = _rule("a dataclass, a TypedDict or a pydantic model class, or a JSON Schema dict",
+RESPONSE_FORMAT = rule("a dataclass, a TypedDict or a pydantic model class, or a JSON Schema dict",
                         lambda value: isinstance(value, (type, Mapping)))
 
 
+_TOKEN_CHARS: Final = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def check_header_name(where: str, name: Any) -> None:
+    """A header name as HTTP allows it (a token), or `InvalidInputError`."""
+    if not isinstance(name, str) or not name or not set(name) <= _TOKEN_CHARS:
+        raise InvalidInputError(where, f"{name!r} is not a valid header name")
+
+
+def check_header_value(where: str, text: Any, *, secret: bool = False) -> None:
+    """A header value without a line break or NUL (which would split the header, and
+    which http.client refuses only after the request started), or `InvalidInputError`."""
+    if not isinstance(text, str):
+        raise InvalidInputError(where, f"expected a string, got {json_type_name(text)}")
+    if any(c in text for c in "\r\n\0"):
+        shown = "" if secret else f" ({text!r})"
+        raise InvalidInputError(where, f"the value{shown} contains a line break or NUL: a key read from a file "
+                                "often ends with a newline (strip it)")
+
+
 def _check_headers(where: str, value: Any) -> None:
-    """Names and values that http.client would refuse (or that would split a header)
-    are named here, before anything is sent."""
     if not isinstance(value, Mapping):
         raise InvalidInputError(where, f"expected a dict of header names to values, got {_describe(value)}")
     for name, text in value.items():
-        if not isinstance(name, str) or not name or not name.isascii() or any(c in name for c in ' \t\r\n:\0'):
-            raise InvalidInputError(where, f"{name!r} is not a valid header name")
-        if not isinstance(text, str):
-            raise InvalidInputError(f"{where}[{name!r}]", f"expected a string, got {json_type_name(text)}")
-        if any(c in text for c in "\r\n\0"):
-            raise InvalidInputError(f"{where}[{name!r}]", "the value contains a line break or NUL "
-                                    "(a key read from a file often ends with a newline: strip it)")
+        check_header_name(where, name)
+        check_header_value(f"{where}[{name!r}]", text, secret=True)
 
 
 HEADERS: Final = _check_headers
 
 
-def _setting(default: Any, check: Check) -> Any:
+def setting(default: Any, check: Check) -> Any:
     return field(default=default, metadata={"check": check})
 
 
-def _validate(obj: Any) -> None:
+def validate_fields(obj: Any) -> None:
     for spec in dataclasses.fields(obj):
         spec.metadata["check"](spec.name, getattr(obj, spec.name))
 
@@ -153,26 +166,26 @@ class RequestOptions:
     those, and only those, over another `RequestOptions`.
     """
 
-    model: str | None = _setting(None, _optional(STRING))
-    max_tokens: int | None = _setting(8192, _optional(COUNT))
-    temperature: float | None = _setting(None, _optional(NUMBER))
-    top_p: float | None = _setting(None, _optional(NUMBER))
-    stop: str | Sequence[str] | None = _setting(None, _optional(STOP))
-    seed: int | None = _setting(None, _optional(INTEGER))
-    tool_choice: str | Mapping[str, Any] | None = _setting(None, _optional(TOOL_CHOICE))
-    parallel_tool_calls: bool | None = _setting(None, _optional(BOOL))
-    include_usage: bool = _setting(True, BOOL)
-    cache_control: bool = _setting(False, BOOL)
-    orphan_tool_calls: OrphanToolCalls = _setting("drop", _choice("drop", "truncate", "keep"))
-    response_format: Any = _setting(None, _optional(RESPONSE_FORMAT))
-    extra_body: Mapping[str, Any] | None = _setting(None, _optional(JSON_OBJECT))
-    extra_headers: Mapping[str, str] | None = _setting(None, _optional(HEADERS))
-    subagent: str | None = _setting(None, _optional(STRING))
-    request_max_retries: int = _setting(4, RETRIES)
-    max_retry_delay: float = _setting(60.0, DELAY)
-    connect_timeout: float = _setting(10.0, SECONDS)
-    idle_timeout: float = _setting(300.0, SECONDS)
-    timeout: float | None = _setting(None, _optional(SECONDS))
+    model: str | None = setting(None, optional(STRING))
+    max_tokens: int | None = setting(8192, optional(COUNT))
+    temperature: float | None = setting(None, optional(NUMBER))
+    top_p: float | None = setting(None, optional(NUMBER))
+    stop: str | Sequence[str] | None = setting(None, optional(STOP))
+    seed: int | None = setting(None, optional(INTEGER))
+    tool_choice: str | Mapping[str, Any] | None = setting(None, optional(TOOL_CHOICE))
+    parallel_tool_calls: bool | None = setting(None, optional(BOOL))
+    include_usage: bool = setting(True, BOOL)
+    cache_control: bool = setting(False, BOOL)
+    orphan_tool_calls: OrphanToolCalls = setting("drop", choice("drop", "truncate", "keep"))
+    response_format: Any = setting(None, optional(RESPONSE_FORMAT))
+    extra_body: Mapping[str, Any] | None = setting(None, optional(JSON_OBJECT))
+    extra_headers: Mapping[str, str] | None = setting(None, optional(HEADERS))
+    subagent: str | None = setting(None, optional(STRING))
+    request_max_retries: int = setting(4, RETRIES)
+    max_retry_delay: float = setting(60.0, DELAY)
+    connect_timeout: float = setting(10.0, SECONDS)
+    idle_timeout: float = setting(300.0, SECONDS)
+    timeout: float | None = setting(None, optional(SECONDS))
 
     # Which settings the caller named: `__new__` sees the same keywords as `__init__`,
     # and keeping them out of the dataclass fields keeps them out of __init__,
@@ -183,7 +196,7 @@ class RequestOptions:
         return self
 
     def __post_init__(self) -> None:
-        _validate(self)
+        validate_fields(self)
 
     @property
     def given(self) -> frozenset[str]:
@@ -242,14 +255,14 @@ class Quirks:
     whose arguments are the object).
     """
 
-    tool_call_content: str | None = _setting("", _optional(STRING))
-    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = _setting(
-        "max_tokens", _choice("max_tokens", "max_completion_tokens"))
-    structured_output: Literal["json_schema", "json_object", "tools"] = _setting(
-        "json_schema", _choice("json_schema", "json_object", "tools"))
+    tool_call_content: str | None = setting("", optional(STRING))
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = setting(
+        "max_tokens", choice("max_tokens", "max_completion_tokens"))
+    structured_output: Literal["json_schema", "json_object", "tools"] = setting(
+        "json_schema", choice("json_schema", "json_object", "tools"))
 
     def __post_init__(self) -> None:
-        _validate(self)
+        validate_fields(self)
 
 
 QUIRK_NAMES: Final = frozenset(spec.name for spec in dataclasses.fields(Quirks))
