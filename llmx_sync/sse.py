@@ -138,21 +138,24 @@ class SSEDecoder:
             self._hold(last)
         events: list[ServerSentEvent] = []
         data = self._data
+        counted = len(data)  # lines of `data` already in `_data_size`
         for line in lines:
             if line.startswith("data: "):  # the common case, first
                 data.append(line[6:])
-                self._data_size += len(line)
             elif not line:
                 if data:
                     events.append(ServerSentEvent(self._event_type or "message", "\n".join(data), self._last_id))
                     data.clear()
-                self._data_size = 0
+                counted = self._data_size = 0
                 self._event_type = ""
             else:
                 self._field(line)
+        # The size of an event still open is counted once per read, not per line (this
+        # loop is the parser's hot path); one read adds at most `READ_SIZE` to it.
+        if len(data) > counted:
+            self._data_size += sum(map(len, data[counted:]))
             if self._data_size > self._max_event_bytes:
                 self._too_large()
-                break
         return events
 
     def _hold(self, piece: str) -> None:
@@ -174,7 +177,6 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
-            self._data_size += len(value)
         elif name == "event":
             self._event_type = value
         elif name == "id" and "\0" not in value:

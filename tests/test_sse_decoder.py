@@ -240,3 +240,31 @@ def test_utf8_error_text_matches_rust(tail: bytes, data: st.DataObject) -> None:
         rust = "incomplete utf-8 byte sequence" if length is None else f"invalid utf-8 sequence of {length} bytes"
         assert text == f"stream disconnected before completion: UTF8 error: {rust} from index 0"
         assert index >= len(b"data: ok\n\n")
+
+
+# --- the size limit: memory stays bounded whatever the server sends --------------------------
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_a_line_longer_than_the_limit_stops_the_decoder(newline: bytes) -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    assert [e.data for e in decoder.feed(b"data: ok" + newline + newline)] == ["ok"]
+    assert decoder.feed(b"data: " + b"x" * 600) == [] and decoder.error is None
+    assert decoder.feed(b"x" * 600) == []  # the unterminated line passed the limit
+    assert decoder.error is not None and "max_event_bytes=1000" in str(decoder.error)
+    assert decoder.feed(b"x" + newline + newline) == []  # nothing more is decoded
+
+
+def test_data_lines_without_a_blank_line_past_the_limit_stop_the_decoder() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    for _ in range(10):  # 940 characters of data, one event still open
+        assert decoder.feed(b"data: " + b"y" * 94 + b"\n") == []
+    assert decoder.error is None
+    decoder.feed(b"data: " + b"y" * 94 + b"\n")
+    assert decoder.error is not None
+
+
+def test_events_under_the_limit_pass_however_many() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    events = decoder.feed(b"".join(b"data: " + b"z" * 900 + b"\n\n" for _ in range(50)))
+    assert len(events) == 50 and decoder.error is None

@@ -156,6 +156,9 @@ def _new_id(call: _ToolCallState, call_id: str | None) -> bool:
     return call_id is not None and call.call_id is not None and call_id != call.call_id
 
 
+_FIRST_INDEX = (0, None)
+
+
 def _is_first_choice(choice: Any) -> bool:
     """The choice with index 0 (a missing index counts as 0): with `n` > 1 a server
     interleaves the chunks of several answers, and only the first is read."""
@@ -292,11 +295,15 @@ class ChatSSEParser:
         if self._finish_reason is not None:
             return
         choices = chunk.get("choices")
-        if isinstance(choices, list):
-            for choice in choices:
-                if _is_first_choice(choice):
-                    self._on_choice(choice, out)
-                    break
+        if isinstance(choices, list) and choices:
+            first = choices[0]  # almost always the one: checked inline, it is on every chunk's path
+            if isinstance(first, dict) and first.get("index") in _FIRST_INDEX and type(first.get("index")) is not bool:
+                self._on_choice(first, out)
+            else:
+                for choice in choices:
+                    if _is_first_choice(choice):
+                        self._on_choice(choice, out)
+                        break
 
     def _on_choice(self, choice: dict[str, Any], out: list[Event]) -> None:
         delta = choice.get("delta")
