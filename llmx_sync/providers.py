@@ -403,7 +403,7 @@ class ConfigFile:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ConfigFile:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).expanduser().read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read provider config {str(path)!r}: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
