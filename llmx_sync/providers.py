@@ -501,7 +501,9 @@ def _local() -> Provider:
     from .local import shared_server  # only this provider needs the process launcher
 
     server = shared_server()
-    return Provider("local", server.base_url, server=server)
+    # llama-cpp-python's server refuses response_format "json_schema"; it takes a schema
+    # with "json_object".
+    return Provider("local", server.base_url, server=server, structured_output="json_object")
 
 
 BUILTIN_PROVIDERS: Final[Mapping[str, BuiltinProvider]] = {

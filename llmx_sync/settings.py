@@ -240,9 +240,10 @@ class Quirks:
 
     `tool_call_content`: the `content` of an assistant message that only carries tool
     calls. ``""`` by default: llama-cpp-python's server answers 500 to null, and a
-    LiteLLM proxy in front of it turns the error into an empty answer; every server we
-    know accepts the empty string. None sends JSON null, as OpenAI documents (the
-    `openai` built-in does).
+    LiteLLM proxy drops a null `content` (a chat template that reads it then fails
+    after the 200, and the stream is an empty answer); every server we know accepts
+    the empty string. None sends JSON null, as OpenAI documents (the `openai` built-in
+    does).
 
     `max_tokens_param`: the name the token limit is sent under. OpenAI's current
     models refuse ``max_tokens`` ("Use 'max_completion_tokens' instead"); most other

@@ -415,3 +415,31 @@ def test_client_with_a_base_url_and_no_llmx_api_key_sends_no_key(llm_server: LLM
     with Client(base_url=llm_server.url) as client:
         client.stream("hi", model="m").collect()
     assert llm_server.requests[0].headers.get("Authorization") is None
+
+
+def test_a_json_body_that_is_not_an_object_is_a_stream_error() -> None:
+    parser = ChatJSONParser()
+    parser.feed(b"[]")
+    assert parser.finish() == [] and isinstance(parser.error, StreamError)
+    assert "not a chat.completion object" in str(parser.error)
+
+
+def test_an_index_that_is_not_an_integer_is_not_the_first_choice() -> None:
+    body = sse(chat_chunk(choices=[{"index": 0.0, "delta": {"content": "x"}, "finish_reason": None}]),
+               chat_chunk(choices=[{"index": True, "delta": {"content": "y"}, "finish_reason": None}]),
+               chat_chunk(choices=[choice(0, "z", "stop")]))
+    assert collect(parse_chat_sse([body])).text == "z"
+
+
+def test_the_local_provider_asks_for_structured_output_as_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    # llama-cpp-python's server refuses response_format "json_schema" (HTTP 500).
+    import llmx_sync.local
+
+    class NoServer:  # the provider's factory, without starting llama.cpp
+        base_url = "http://127.0.0.1:9/v1"
+
+    monkeypatch.setattr(llmx_sync.local, "shared_server", NoServer)
+    local = Provider.builtin("local")
+    assert (local.quirks.structured_output, local.quirks.tool_call_content, local.defaults.model) == (
+        "json_object", "", "local")
+    assert Provider.builtin("openai").quirks.structured_output == "json_schema"

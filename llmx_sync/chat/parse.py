@@ -156,9 +156,6 @@ def _new_id(call: _ToolCallState, call_id: str | None) -> bool:
     return call_id is not None and call.call_id is not None and call_id != call.call_id
 
 
-_FIRST_INDEX = (0, None)
-
-
 def _is_first_choice(choice: Any) -> bool:
     """The choice with index 0 (a missing index counts as 0): with `n` > 1 a server
     interleaves the chunks of several answers, and only the first is read."""
@@ -297,7 +294,8 @@ class ChatSSEParser:
         choices = chunk.get("choices")
         if isinstance(choices, list) and choices:
             first = choices[0]  # almost always the one: checked inline, it is on every chunk's path
-            if isinstance(first, dict) and first.get("index") in _FIRST_INDEX and type(first.get("index")) is not bool:
+            index = first.get("index") if isinstance(first, dict) else False
+            if index is None or (type(index) is int and index == 0):
                 self._on_choice(first, out)
             else:
                 for choice in choices:
@@ -458,7 +456,10 @@ class ChatJSONParser:
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             self._chat._fail(StreamError(f"the answer is not valid JSON ({exc}): {body[:200]!r}"))
             return []
-        out = self._chat.feed_chunk(completion_as_chunk(value) if isinstance(value, dict) else value)
+        if not isinstance(value, dict):
+            self._chat._fail(StreamError(f"the answer is JSON but not a chat.completion object: {body[:200]!r}"))
+            return []
+        out = self._chat.feed_chunk(completion_as_chunk(value))
         return out + self._chat.end_of_answer()
 
 

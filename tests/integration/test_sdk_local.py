@@ -198,19 +198,18 @@ def test_complete_agent_turn_needs_tool_call_content(server: LocalServer, client
     assert second.finish_reason in ("stop", "length"), second
     assert second.tool_calls == []
 
-    # tool_call_content=None (the OpenAI default, JSON null): llama-cpp-python's pydantic
+    # tool_call_content=None (the OpenAI shape, JSON null): llama-cpp-python's pydantic
     # models want a string there and the server answers 500 (not 4xx) with the
-    # validation errors. 500 is retryable, hence RetryLimitReachedError even with no retry.
+    # validation errors. 500 is retryable: with no retry left, the error is the 500's own
+    # class that is also a RetryLimitReachedError, its message the server's.
     with Client(_local_provider(server.base_url, tool_call_content=None)) as null_client:
-        with pytest.raises(RetryLimitReachedError) as info:
+        with pytest.raises(InternalServerError) as info:
             null_client.stream(Prompt(input=history, tools=[WEATHER_TOOL]), model=model, temperature=0,
                                max_tokens=48, request_max_retries=0)
-    assert info.value.status == 500, info.value
-    cause = info.value.__cause__
-    assert isinstance(cause, InternalServerError), cause
-    assert cause.status == 500
-    assert "ChatCompletionRequestAssistantMessage" in cause.body, cause.body
-    assert "Input should be a valid string" in cause.body, cause.body
+    error = info.value
+    assert isinstance(error, RetryLimitReachedError) and error.status == 500, error
+    assert "ChatCompletionRequestAssistantMessage" in error.body, error.body
+    assert "Input should be a valid string" in error.body and "Input should be a valid string" in str(error)
 
 
 @needs_llama_cpp
@@ -314,10 +313,8 @@ def test_break_and_close_free_the_reader_and_the_server(server: LocalServer, cli
 
 @needs_llama_cpp
 def test_tool_loop_example_with_the_local_provider() -> None:
-    # examples/tool_loop.py --base-url URL builds Client(base_url=URL): a `custom`
-    # provider with tool_call_content=None, which llama_cpp.server rejects on the
-    # second request (500). Without --base-url the example uses Provider.builtin("local"),
-    # which starts its own llama_cpp.server and sends content "": that path must pass.
+    # Without --base-url the example uses Provider.builtin("local"), which starts its own
+    # llama_cpp.server (the --base-url path is tests/integration/test_conversations_local.py's).
     env = {k: v for k, v in os.environ.items()
            if k not in ("LLMX_MODEL", "LLMX_API_KEY", "LLMX_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
