@@ -4,7 +4,8 @@
     python examples/django_view.py [--base-url URL] [--model M] runserver [--noreload] [PORT]
 
 Then open http://127.0.0.1:8000/chat?q=Hello (or `curl -N` it): the answer arrives
-as Server-Sent Events. Without a Django command it is served by `wsgiref`.
+as Server-Sent Events, an upstream error as one `event: error` frame. Without a
+Django command it is served by `wsgiref`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ urlpatterns: list[Any] = []  # filled by main() once the client is known
 
 def chat_view(client: Client, model: str) -> Callable[[HttpRequest], HttpResponseBase]:
     def chat(request: HttpRequest) -> HttpResponseBase:
-        stream = client.stream(request.GET.get("q", "Hello!"), model=model)
-        return django_sse_response(stream)
+        # Opened by django_sse_response: an error doing so (a 401, a server that cannot be
+        # reached) is a 4xx/502 response with one `event: error` frame, not Django's 500 page.
+        return django_sse_response(lambda: client.stream(request.GET.get("q", "Hello!"), model=model))
 
     return chat
 

@@ -16,16 +16,21 @@ from _common import client_from, example_parser
 from flask import Flask, request
 
 from llmx_sync.client import Client
-from llmx_sync.errors import LlmxError
+from llmx_sync.errors import InvalidInputError
 from llmx_sync.models import Message
 from llmx_sync.web import flask_sse_response
 
 MESSAGE_FOR_ROLE: dict[str, Callable[[str], Message]] = {"user": Message.user, "assistant": Message.assistant}
 
 
-def history_from(messages: list[dict[str, Any]]) -> list[Message]:
-    """The page's conversation as items; only user and assistant turns are accepted."""
-    return [MESSAGE_FOR_ROLE[message["role"]](str(message["text"])) for message in messages]
+def history_from(data: Any) -> list[Message]:
+    """The page's conversation (``{"messages": [{"role", "text"}, ...]}``) as items; only
+    user and assistant turns are accepted. Anything else is an `InvalidInputError`,
+    which `flask_sse_response` answers with a 400."""
+    try:
+        return [MESSAGE_FOR_ROLE[message["role"]](str(message["text"])) for message in data["messages"]]
+    except (KeyError, TypeError) as error:
+        raise InvalidInputError("messages", f"malformed conversation: {error!r}") from None
 
 
 def create_app(client: Client, model: str) -> Flask:
@@ -37,16 +42,10 @@ def create_app(client: Client, model: str) -> Flask:
 
     @app.post("/chat")
     def chat() -> Any:
-        try:
-            history = history_from(request.get_json(force=True)["messages"])
-        except (KeyError, TypeError) as error:
-            return {"error": f"malformed conversation: {error!r}"}, 400
-        try:
-            stream = client.stream(history, model=model)  # sends the request; may raise
-        except LlmxError as error:
-            return {"error": str(error)}, 502
-        # Errors from here on arrive in the body as an `event: error` frame.
-        return flask_sse_response(stream)
+        # Given a callable, flask_sse_response opens the stream itself: an error doing so
+        # (a malformed conversation, a 401, a server that cannot be reached) is a 4xx/502
+        # response whose body is one `event: error` frame, as an error mid-answer is.
+        return flask_sse_response(lambda: client.stream(history_from(request.get_json(force=True)), model=model))
 
     return app
 
@@ -122,7 +121,8 @@ async function ask(question) {
       body: JSON.stringify({ messages: history }),
       signal: controller.signal,
     });
-    if (!response.ok) throw new Error((await response.json()).error);
+    // An error arrives as an `event: error` frame, whether the answer could not start
+    // (a 4xx/502 response) or broke off midway.
     await readEvents(response.body, (type, data) => {
       if (type === "output_text.delta") answer.textContent += data.delta;
       else if (type === "error") throw new Error(data.message);

@@ -1,31 +1,40 @@
 """The command line: ``llmx-sync chat "…"`` (also ``python -m llmx_sync chat "…"``).
 
-Streams one answer to stdout as it arrives, with usage and timings on stderr.
-Argument handling (`build_parser`, `load_prompt`, `make_client`, …) is kept
-apart from rendering (`Renderer`, `JsonRenderer`, `format_stats`) so that each
-piece can be tested alone; `run_chat` wires them together.
+Streams one answer to stdout as it arrives, with usage and timings on stderr;
+with ``--tool module:function`` it runs the tool loop (`Client.run`), showing
+each tool's result between the model's turns. Argument handling (`build_parser`,
+`load_prompt`, `make_client`, …) is kept apart from rendering (`Renderer`,
+`JsonRenderer`, `format_stats`) so that each piece can be tested alone;
+`run_chat` wires them together.
 
 Exit codes: 0 done, 1 API/stream/configuration error, 2 usage error (bad
-arguments, unreadable or malformed ``--history``/``--tools`` files), 130
-interrupted (Ctrl-C). A closed stdout (``| head``) ends the run quietly with 1.
+arguments, unreadable or malformed ``--history``/``--tools`` files, a ``--tool``
+that cannot be loaded), 130 interrupted (Ctrl-C). A closed stdout (``| head``)
+ends the run quietly with 1. Errors are printed as one line, the server's own
+message rather than its body, and the SDK's hint on a second line when it has one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
+import importlib.util
+import itertools
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TextIO, assert_never
 
 from ._jsonrules import json_type_name
 from .aggregate import aggregate
 from .client import Client
-from .errors import InvalidInputError, LlmxError
+from .errors import InvalidInputError, LlmxError, UnexpectedStatusError
 from .events import (
     Completed,
     Created,
@@ -39,8 +48,10 @@ from .events import (
     ReasoningContentDelta,
     ReasoningSummaryDelta,
     ReasoningSummaryPartAdded,
+    TokenUsage,
     ToolResult,
 )
+from .functions import PythonTool, tool
 from .models import (
     CustomToolCall,
     CustomToolCallOutput,
@@ -54,6 +65,8 @@ from .models import (
 )
 from .prompt import Prompt
 from .providers import BUILTIN_PROVIDERS, ConfigFile, Provider, env_value
+from .response import ResponseStream
+from .runner import RunStream
 from .settings import RequestOptions
 from .tools import FunctionTool, ToolSpec, tool_from_dict
 
@@ -61,6 +74,10 @@ PROG = "llmx-sync"
 #: For a provider with no model of its own (``--base-url``; most local servers ignore the name).
 DEFAULT_CUSTOM_MODEL = "gpt-4o-mini"
 TOOL_CHOICE_KEYWORDS = ("auto", "none", "required")
+#: Model calls a `--tool` run may make (`--max-turns`).
+DEFAULT_MAX_TURNS = 10
+#: How much of a tool's result the text output shows (`--json` has all of it).
+TOOL_RESULT_CHARS = 200
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -98,17 +115,29 @@ where the request goes (first match wins):
   --base-url together with a provider replaces that provider's base URL;
   --api-key replaces its key.
 
+tools:
+  --tools FILE describes tools to the model; their calls are printed, not run.
+  --tool module:function (or --tool path/to/file.py:function) is a Python
+  function the model may call: the CLI runs it and sends its result back, then
+  calls the model again, until an answer has no tool calls (at most --max-turns
+  calls, default {DEFAULT_MAX_TURNS}). The module is imported from the current directory
+  or $PYTHONPATH; the function's type hints and docstring describe it (see
+  llmx_sync.tool). Repeat --tool for several functions.
+
 model: --model, else $LLMX_MODEL, else the config's `model`, else the provider's
   ({", ".join(f"{key}: {builtin.model}" for key, builtin in BUILTIN_PROVIDERS.items())}),
   else {DEFAULT_CUSTOM_MODEL}.
 
 exit codes: 0 done, 1 API/stream/configuration error, 2 usage error
-  (including unreadable or malformed --history/--tools files), 130 interrupted.
+  (including unreadable or malformed --history/--tools files and a --tool that
+  cannot be loaded), 130 interrupted. An error is one line on stderr (the
+  server's message), with a second `hint:` line when the SDK can tell what to do.
 
 examples:
   llmx-sync chat "Why is the sky blue?" --provider local
   echo "Summarise this" | llmx-sync chat - --base-url http://127.0.0.1:8080/v1
   llmx-sync chat --history chat.jsonl --json | jq -c 'select(.type=="completed")'
+  llmx-sync chat "Weather in Paris?" --tool weather:get_weather --tool ./tools.py:convert
 """
 
 
@@ -178,8 +207,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     request.add_argument("--tools", metavar="FILE", type=Path,
                          help='JSON array of Responses-style tools, e.g. [{"type": "function", '
                               '"name": ..., "description": ..., "parameters": {...}}]')
+    request.add_argument("--tool", metavar="MODULE:FUNCTION", action="append", dest="python_tools",
+                         help="a Python function the model may call, run by the CLI in a tool loop "
+                              "(repeatable; MODULE may be a path to a .py file)")
+    request.add_argument("--max-turns", metavar="N", type=_positive_int,
+                         help=f"with --tool: the most model calls of the loop (default: {DEFAULT_MAX_TURNS})")
     request.add_argument("--tool-choice", metavar="CHOICE",
-                         help="auto, none, required, or the name of a function to call")
+                         help="auto, none, required, or the name of a function to call (with --tool: "
+                              "auto or none, as it applies to every turn)")
 
     output = chat.add_argument_group("output")
     output.add_argument("--json", action="store_true",
@@ -201,6 +236,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
             parser.error("argument --api-key: the key is empty")
         if args.base_url is None and args.provider is None and args.config is None:
             parser.error("argument --api-key: needs --base-url, --provider or --config")
+    if args.python_tools:
+        if args.tools is not None:
+            parser.error("argument --tools: not with --tool (the loop can only run Python functions; "
+                         "describe every tool as a --tool)")
+    elif args.max_turns is not None:
+        parser.error("argument --max-turns: needs --tool")
     return args
 
 
@@ -255,6 +296,86 @@ def load_tools(path: Path) -> list[ToolSpec]:
         raise UsageError(f"--tools {path}: {exc}") from None
 
 
+def load_python_tools(specs: Sequence[str]) -> list[PythonTool]:
+    """The functions of the `--tool` options, as tools (each module imported once)."""
+    modules: dict[str, ModuleType] = {}
+    tools: dict[str, PythonTool] = {}
+    for spec in specs:
+        found = load_python_tool(spec, modules)
+        if found.name in tools:
+            raise UsageError(f"--tool {spec}: a tool named {found.name!r} was already given")
+        tools[found.name] = found
+    return list(tools.values())
+
+
+def load_python_tool(spec: str, modules: dict[str, ModuleType] | None = None) -> PythonTool:
+    """The tool of ``module:function`` or ``path/to/file.py:function``; `modules` caches
+    the modules already imported. Raises `UsageError` saying what is wrong."""
+    where, colon, name = spec.rpartition(":")
+    if not colon or not where or not name:
+        raise UsageError(f"--tool {spec}: expected MODULE:FUNCTION or FILE.py:FUNCTION")
+    cache = {} if modules is None else modules
+    if where not in cache:
+        cache[where] = _import_tool_module(spec, where)
+    function: object = getattr(cache[where], name, None)
+    if function is None:
+        raise UsageError(f"--tool {spec}: {where} has no function {name!r}")
+    if isinstance(function, PythonTool):  # already made with @llmx_sync.tool
+        return function
+    if isinstance(function, FunctionTool) or not callable(function):
+        raise UsageError(f"--tool {spec}: {name!r} is not a function (its type is {type(function).__name__})")
+    try:
+        return tool(function)
+    except InvalidInputError as exc:  # a parameter without a usable type hint, say
+        raise UsageError(f"--tool {spec}: {exc}") from None
+
+
+def _import_tool_module(spec: str, where: str) -> ModuleType:
+    """Import ``where``: a file when it looks like a path, else a module name, looked up in
+    the current directory first (the ``llmx-sync`` script does not put it on the path)."""
+    try:
+        if where.endswith(".py") or os.sep in where or "/" in where:
+            return _import_file(spec, Path(where))
+        cwd = os.getcwd()
+        added = cwd not in sys.path
+        if added:
+            sys.path.insert(0, cwd)
+        try:
+            return importlib.import_module(where)
+        finally:
+            if added:
+                sys.path.remove(cwd)
+    except UsageError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"--tool {spec}: cannot import {where}: {exc} (is it in the current directory "
+                         "or on $PYTHONPATH?)") from None
+    except Exception as exc:  # the module's own code failed: show how, not a traceback
+        raise UsageError(f"--tool {spec}: importing {where} failed: {type(exc).__name__}: {exc}") from None
+
+
+_tool_files = itertools.count(1)
+
+
+def _import_file(spec: str, path: Path) -> ModuleType:
+    if not path.is_file():
+        raise UsageError(f"--tool {spec}: no such file: {path}")
+    # A name of its own, registered before it runs: dataclasses and pickling look
+    # their module up in sys.modules.
+    name = f"_llmx_sync_tool_{next(_tool_files)}_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"--tool {spec}: {path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
 def tool_choice_value(choice: str | None, tool_names: Sequence[str] | None) -> str | dict[str, Any] | None:
     """`auto`/`none`/`required` as is; a function name as the Chat API's object form.
 
@@ -266,7 +387,7 @@ def tool_choice_value(choice: str | None, tool_names: Sequence[str] | None) -> s
     if not choice.strip():
         raise UsageError("--tool-choice: empty")
     if tool_names is None:
-        raise UsageError(f"--tool-choice {choice}: a function name needs --tools")
+        raise UsageError(f"--tool-choice {choice}: a function name needs --tools or --tool")
     if choice not in tool_names:
         have = ", ".join(tool_names) or "none"
         raise UsageError(f"--tool-choice {choice}: no function of that name in --tools (functions: {have})")
@@ -290,6 +411,8 @@ class ChatRequest:
 
     prompt: Prompt
     tool_choice: str | dict[str, Any] | None = None
+    #: The `--tool` functions: when there are any, the request runs the tool loop.
+    functions: list[PythonTool] = field(default_factory=list)
 
 
 def load_prompt(args: argparse.Namespace, stdin: TextIO | None = None) -> ChatRequest:
@@ -307,9 +430,12 @@ def load_prompt(args: argparse.Namespace, stdin: TextIO | None = None) -> ChatRe
         raise UsageError(f"--history {args.history} does not end with a user message or a tool output; "
                          "give a message")
     tools = load_tools(args.tools) if args.tools is not None else []
-    names = [t.name for t in tools if isinstance(t, FunctionTool)] if args.tools is not None else None
+    functions = load_python_tools(args.python_tools or ())
+    names = ([t.name for t in [*tools, *functions] if isinstance(t, FunctionTool)]
+             if args.tools is not None or functions else None)
+    # With --tool, a forced choice holds for the first turn only (Client.run), so it can be given.
     choice = tool_choice_value(args.tool_choice, names)
-    return ChatRequest(Prompt(input=items, tools=tools, instructions=args.system), choice)
+    return ChatRequest(Prompt(input=items, tools=tools, instructions=args.system), choice, functions)
 
 
 # --- provider and model -----------------------------------------------------------
@@ -376,8 +502,18 @@ def format_tool_call(item: ResponseItem) -> str | None:
     return None
 
 
+def format_tool_result(result: ToolResult) -> str:
+    """``[tool result] name: output`` on one line, the output cut to `TOOL_RESULT_CHARS`
+    (``[tool error] name: …`` when the call failed)."""
+    kind, text = ("error", result.error) if result.error is not None else ("result", result.output)
+    text = " ".join(text.split())
+    if len(text) > TOOL_RESULT_CHARS:
+        text = text[:TOOL_RESULT_CHARS] + "…"
+    return f"[tool {kind}] {result.name}: {text}"
+
+
 class Renderer:
-    """Human-readable output of a stream's events (one turn).
+    """Human-readable output of a stream's events (of one turn, or of every turn of a run).
 
     Deltas are written and flushed as they come; a finished item is written
     only when its text was not streamed (aggregated mode, or a server that sent
@@ -405,8 +541,8 @@ class Renderer:
                 self._render_item(item)
             case Completed():
                 self.finish()
-            case ToolResult(name=name, output=output, error=error):
-                self._write("tool", f"[tool result] {name}: {error or output}\n")
+            case ToolResult():
+                self._write("tool", format_tool_result(event) + "\n")
             case (Created() | OutputItemAdded() | FunctionCallArgumentsDelta() | RateLimits()
                   | ReasoningSummaryPartAdded() | OutputJsonDelta()):
                 pass  # nothing to show (a finished tool call is shown whole)
@@ -473,12 +609,23 @@ class JsonRenderer:
 
 @dataclass
 class Stats:
-    """Timings (monotonic seconds) and the final `completed` event of a run."""
+    """Timings (monotonic seconds), the last `completed` event, how many turns completed
+    and their token usage added up (None when no turn reported any)."""
 
     started: float
     first_token: float | None = None
     ended: float | None = None
     completed: Completed | None = None
+    turns: int = 0
+    usage: TokenUsage | None = None
+
+
+def add_usage(total: TokenUsage | None, usage: TokenUsage) -> TokenUsage:
+    """`total` plus `usage`, field by field."""
+    if total is None:
+        return usage
+    return TokenUsage(**{spec.name: getattr(total, spec.name) + getattr(usage, spec.name)
+                         for spec in dataclasses.fields(TokenUsage)})
 
 
 # Events that carry model output: the first one is the "first token".
@@ -486,12 +633,15 @@ _OUTPUT = (OutputTextDelta, ReasoningContentDelta, ReasoningSummaryDelta, Output
 
 
 def observe(events: Iterable[Event], stats: Stats, clock: Callable[[], float] = time.monotonic) -> Iterator[Event]:
-    """Pass `events` through, noting when the first model output came and the `completed` event."""
+    """Pass `events` through, noting when the first model output came and each `completed` event."""
     for event in events:
         if stats.first_token is None and isinstance(event, _OUTPUT):
             stats.first_token = clock()
         if isinstance(event, Completed):
             stats.completed = event
+            stats.turns += 1
+            if event.token_usage is not None:
+                stats.usage = add_usage(stats.usage, event.token_usage)
         yield event
 
 
@@ -500,9 +650,9 @@ def _seconds(value: float) -> str:
 
 
 def format_stats(stats: Stats) -> list[str]:
-    """The lines printed on stderr after an answer."""
+    """The lines printed on stderr after an answer (the usage of every turn of a run)."""
     completed = stats.completed
-    usage = completed.token_usage if completed is not None else None
+    usage = stats.usage
     if usage is None:
         usage_line = "usage: not reported by the server"
     else:
@@ -510,6 +660,8 @@ def format_stats(stats: Stats) -> list[str]:
         extra_out = f" ({usage.reasoning_output_tokens} reasoning)" if usage.reasoning_output_tokens else ""
         usage_line = (f"usage: {usage.input_tokens} input tokens{extra_in}, "
                       f"{usage.output_tokens} output tokens{extra_out}, {usage.total_tokens} total")
+        if stats.turns > 1:
+            usage_line += f" ({stats.turns} turns)"
     finish = completed.finish_reason if completed is not None else None
     if completed is None:
         finish_text = "finish reason: none (no completed event)"
@@ -534,7 +686,13 @@ def run_chat(args: argparse.Namespace, request: ChatRequest, out: TextIO, err: T
         stats = Stats(started=time.monotonic())
         try:
             options = request_options(args, model, request.tool_choice)
-            with client.stream(request.prompt, options=options) as stream:
+            stream: ResponseStream | RunStream
+            if request.functions:
+                stream = client.run(request.prompt, tools=request.functions, options=options,
+                                    max_turns=args.max_turns or DEFAULT_MAX_TURNS)
+            else:
+                stream = client.stream(request.prompt, options=options)
+            with stream:
                 events: Iterable[Event] = observe(stream, stats)
                 if args.aggregate:
                     events = aggregate(events, mode="aggregated")
@@ -550,9 +708,17 @@ def run_chat(args: argparse.Namespace, request: ChatRequest, out: TextIO, err: T
     return EXIT_OK
 
 
-def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
+def error_lines(exc: BaseException) -> list[str]:
+    """An error as the CLI prints it: its message on one line (a server's message may
+    span several), then the SDK's hint, when there is one, on a line of its own."""
+    text = str(exc)
+    hint = exc.hint if isinstance(exc, UnexpectedStatusError) else None
+    if hint and text.endswith(hint):
+        text = text.removesuffix(hint).rstrip(" .")
+    lines = [" ".join(text.split()) or type(exc).__name__]
+    if hint:
+        lines.append("hint: " + " ".join(hint.split()))
+    return lines
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
@@ -572,7 +738,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
         err.write(f"{command_parser.prog}: error: {exc}\n")
         return EXIT_USAGE
     except LlmxError as exc:
-        err.write(f"{prog}: error: {_error_text(exc)}\n")
+        first, *hints = error_lines(exc)
+        err.write(f"{prog}: error: {first}\n" + "".join(f"{prog}: {line}\n" for line in hints))
         return EXIT_ERROR
     except KeyboardInterrupt:
         err.write(f"{prog}: interrupted\n")

@@ -9,6 +9,7 @@ Data flows one way: the provider's wire builds the body (`wire.Wire.build_reques
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import threading
 import weakref
@@ -68,15 +69,17 @@ def as_prompt(prompt: PromptLike) -> Prompt:
 
 
 def status_hint(error: UnexpectedStatusError, *, base_url: str, credential_sent: bool,
-                env_key: str | None) -> str | None:
-    """What is likely wrong, for the three most common mistakes: a base URL without
-    ``/v1`` (404), no key sent (401/403, or a proxy's 5xx that says so)."""
+                custom: bool) -> str | None:
+    """What is likely wrong, for the most common mistakes: a base URL without ``/v1``
+    (404), no key sent (401/403, or a proxy's 5xx that says so). `custom`: the provider
+    was made from a base URL alone (which reads ``$LLMX_API_KEY``)."""
     base = base_url.rstrip("/")
     if error.status == 404 and not urlsplit(base).path.endswith("/v1"):
         return f"OpenAI-compatible servers serve their API under /v1: try base_url={display_url(base + '/v1')!r}"
     says_key = re.search(r"api[ _-]?key|auth", error.message or error.body, re.IGNORECASE) is not None
     if not credential_sent and (error.status in (401, 403) or (error.status >= 500 and says_key)):
-        where = f"set ${env_key}" if env_key else "set $LLMX_API_KEY (read by Client(base_url=...))"
+        where = ("set $LLMX_API_KEY" if custom
+                 else "give the provider one (Provider(..., api_key=...) or env_key=\"VARIABLE\")")
         return f"No API key was sent: pass Client(api_key=...) or {where}"
     return None
 
@@ -194,7 +197,7 @@ class Client:
             read_timeout=settings.idle_timeout,
             deadline=deadline,
             hint=functools.partial(status_hint, base_url=provider.connection.base_url,
-                                   credential_sent=credential_sent, env_key=provider.connection.env_key),
+                                   credential_sent=credential_sent, custom=provider.name == "custom"),
             log_headers={name: headers[name] for name in _OWN_HEADERS if name in headers},
             cancel=self._closed,
         )
@@ -240,14 +243,19 @@ class Client:
         if duplicates:
             raise InvalidInputError("tools", f"{duplicates[0]!r} is also a tool of the prompt; give each tool "
                                     "one name")
-        settings = self.options(options, **overrides)
+        first_turn = self.options(options, **overrides)
+        # A forced `tool_choice` is for the first turn: kept, it would make every turn call
+        # a tool until max_turns. The later turns leave it to the model.
+        later_turns = merge_options(first_turn, RequestOptions(tool_choice=None))
         turn_tools = [*base.tools, *python_tools]
+        turns = itertools.count()
 
         def start_turn(history: list[ResponseItem]) -> ResponseStream:
             if self._closed.is_set():
                 raise RuntimeError("the client is closed")
-            return self._stream(Prompt(input=history, tools=turn_tools, instructions=base.instructions,
-                                       output_schema=base.output_schema), settings)
+            prompt = Prompt(input=history, tools=turn_tools, instructions=base.instructions,
+                            output_schema=base.output_schema)
+            return self._stream(prompt, first_turn if next(turns) == 0 else later_turns)
 
         run = RunStream(base.input, start_turn, python_tools, max_turns=max_turns, parallel=parallel)
         self._track(run)

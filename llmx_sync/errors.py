@@ -196,7 +196,9 @@ class UnexpectedStatusError(LlmxError):
             shown = self.message if self.message is not None else body_excerpt(self.body)
             text = f"unexpected status {self._status_words()}" + (f": {shown}" if shown else "")
         text += _request_id_suffix(self.request_id)
-        return text + (f". {self.hint}" if self.hint else "")
+        if not self.hint:
+            return text
+        return text + (" " if text.endswith((".", "…")) else ". ") + self.hint
 
     def _status_words(self) -> str:
         return status_text(self.status)

@@ -85,6 +85,8 @@ def _check_base_url(where: str, value: Any) -> None:
     if not isinstance(value, str):
         raise InvalidInputError(where, f"expected a URL string, got {json_type_name(value)}")
     shown = redact_url(value)
+    if any(c.isspace() for c in value):
+        raise InvalidInputError(where, f"{shown!r} contains white space")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -97,8 +99,6 @@ def _check_base_url(where: str, value: Any) -> None:
         raise InvalidInputError(where, f"{shown!r}: expected an http:// or https:// URL")
     if not parts.hostname:
         raise InvalidInputError(where, f"{shown!r} has no host")
-    if any(c.isspace() for c in value):
-        raise InvalidInputError(where, f"{shown!r} contains white space")
 
 
 def _check_wire_api(where: str, value: Any) -> None:

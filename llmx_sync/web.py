@@ -15,26 +15,36 @@ flushing it, so frames would reach the browser in bursts, or only at the end; it
 leaves alone a response that already has a ``Content-Encoding``, hence the empty
 one below.
 ``X-Accel-Buffering: no`` does the same for an nginx in front.
+
+Early errors: ``client.stream(...)`` sends the request and raises (a 401, a refused
+connection, a bad setting) before any response exists, which a view would turn into
+the framework's HTML 500 page, useless to a browser's ``EventSource`` or ``fetch``.
+So the response helpers also take a zero-argument callable that opens the stream
+(``flask_sse_response(lambda: client.stream(...))``) and call it themselves: an
+`LlmxError` it raises becomes a response in the format the page expects (see
+`error_status`), anything else propagates as a bug.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._jsonrules import compact_json
-from .errors import LlmxError
+from .errors import InvalidInputError, LlmxError, UnexpectedStatusError
 from .events import Event, OutputTextDelta
 from .stream import StreamLike
 
 if TYPE_CHECKING:
-    from django.http import StreamingHttpResponse
+    from django.http import HttpResponseBase
     from flask import Response
 
 __all__ = [
     "StreamLike",
+    "StreamSource",
     "django_sse_response",
     "django_text_response",
+    "error_status",
     "flask_sse_response",
     "flask_text_response",
     "sse_response_body",
@@ -53,6 +63,9 @@ STREAMING_HEADERS = {
     "Content-Encoding": "",
 }
 
+#: A stream (`ResponseStream`, `RunStream`), or a zero-argument callable that opens one.
+StreamSource: TypeAlias = StreamLike | Callable[[], StreamLike]
+
 HEARTBEAT_FRAME = b": keep-alive\n\n"
 DONE_FRAME = b"data: [DONE]\n\n"
 
@@ -67,7 +80,8 @@ def event_frame(event: Event) -> bytes:
 
 
 def error_frame(error: BaseException) -> bytes:
-    """The ``event: error`` frame for an error raised after the headers went out.
+    """The ``event: error`` frame: the last one of a body whose stream failed, or the only
+    one of the response to a stream that could not be opened.
 
     Only the SDK's own errors are described; their texts carry no secrets. Anything
     else is a bug whose text could hold anything, so the browser gets its class only.
@@ -88,10 +102,17 @@ def sse_response_body(stream: StreamLike, *, heartbeat: float = 15.0) -> Iterato
     is raised again after it, for the server's log. Closing the generator closes
     the stream.
     """
-    if not heartbeat > 0:
-        stream.close()
-        raise ValueError(f"heartbeat must be a positive number of seconds, got {heartbeat!r}")
+    _check_heartbeat(heartbeat, stream)
     return _sse_frames(stream, heartbeat)
+
+
+def _check_heartbeat(heartbeat: float, source: StreamSource) -> None:
+    """A heartbeat that is not a positive number is refused before a stream is opened
+    (and a stream already open is closed: nothing else would)."""
+    if not heartbeat > 0:
+        if not callable(source):
+            source.close()
+        raise ValueError(f"heartbeat must be a positive number of seconds, got {heartbeat!r}")
 
 
 def _sse_frames(stream: StreamLike, heartbeat: float) -> Iterator[bytes]:
@@ -130,36 +151,87 @@ def text_body(stream: StreamLike) -> Iterator[bytes]:
         stream.close()
 
 
-def flask_sse_response(stream: StreamLike, *, heartbeat: float = 15.0) -> Response:
-    """A Flask response streaming `sse_response_body`."""
-    return _flask_response(sse_response_body(stream, heartbeat=heartbeat), SSE_CONTENT_TYPE)
+def error_line(error: LlmxError) -> bytes:
+    """``error: <message>`` on one line: what a text response says when the stream could not open."""
+    return f"error: {' '.join(str(error).split())}\n".encode()
 
 
-def flask_text_response(stream: StreamLike) -> Response:
-    """A Flask response streaming `text_body`."""
-    return _flask_response(text_body(stream), TEXT_CONTENT_TYPE)
+def error_status(error: LlmxError) -> int:
+    """The status of the response to a stream that could not be opened: the upstream's
+    own status for a client error (400-499: a 401 stays a 401, a 429 a 429), 400 for
+    input the SDK refused before sending anything, else 502 (the model server failed or
+    could not be reached: a bad gateway, not a bug of this app)."""
+    if isinstance(error, UnexpectedStatusError) and 400 <= error.status <= 499:
+        return error.status
+    if isinstance(error, InvalidInputError):
+        return 400
+    return 502
 
 
-def django_sse_response(stream: StreamLike, *, heartbeat: float = 15.0) -> StreamingHttpResponse:
-    """A Django `StreamingHttpResponse` streaming `sse_response_body`."""
-    return _django_response(sse_response_body(stream, heartbeat=heartbeat), SSE_CONTENT_TYPE)
+# The body and status of a response: a stream's body with 200, or the whole body of the
+# response to a stream that could not be opened.
+_Body = tuple[Iterator[bytes] | bytes, int]
 
 
-def django_text_response(stream: StreamLike) -> StreamingHttpResponse:
-    """A Django `StreamingHttpResponse` streaming `text_body`."""
-    return _django_response(text_body(stream), TEXT_CONTENT_TYPE)
+def _opened(source: StreamSource, error_body: Callable[[LlmxError], bytes]) -> StreamLike | _Body:
+    """The stream (`source` itself, or what calling it returns), or the body and status
+    of the response to an `LlmxError` raised while opening it."""
+    if not callable(source):
+        return source
+    try:
+        return source()
+    except LlmxError as error:
+        return error_body(error), error_status(error)
 
 
-def _flask_response(body: Iterator[bytes], content_type: str) -> Response:
+def _sse_body(source: StreamSource, heartbeat: float) -> _Body:
+    _check_heartbeat(heartbeat, source)
+    opened = _opened(source, error_frame)
+    return opened if isinstance(opened, tuple) else (sse_response_body(opened, heartbeat=heartbeat), 200)
+
+
+def _text_body(source: StreamSource) -> _Body:
+    opened = _opened(source, error_line)
+    return opened if isinstance(opened, tuple) else (text_body(opened), 200)
+
+
+def flask_sse_response(source: StreamSource, *, heartbeat: float = 15.0) -> Response:
+    """A Flask response streaming `sse_response_body`. `source` is the stream, or a
+    callable that opens it: an `LlmxError` it raises gives a response with `error_status`
+    whose body is the one ``event: error`` frame (no ``[DONE]``)."""
+    return _flask_response(*_sse_body(source, heartbeat), SSE_CONTENT_TYPE)
+
+
+def flask_text_response(source: StreamSource) -> Response:
+    """A Flask response streaming `text_body`. `source` as in `flask_sse_response`; the
+    body of an error response is one line, ``error: <message>``."""
+    return _flask_response(*_text_body(source), TEXT_CONTENT_TYPE)
+
+
+def django_sse_response(source: StreamSource, *, heartbeat: float = 15.0) -> HttpResponseBase:
+    """A Django `StreamingHttpResponse` streaming `sse_response_body`; `source` and the
+    error response (an `HttpResponse`) as in `flask_sse_response`."""
+    return _django_response(*_sse_body(source, heartbeat), SSE_CONTENT_TYPE)
+
+
+def django_text_response(source: StreamSource) -> HttpResponseBase:
+    """A Django `StreamingHttpResponse` streaming `text_body`; `source` and the error
+    response as in `flask_text_response`."""
+    return _django_response(*_text_body(source), TEXT_CONTENT_TYPE)
+
+
+def _flask_response(body: Iterator[bytes] | bytes, status: int, content_type: str) -> Response:
     from flask import Response
 
     # No stream_with_context: the body never touches the request context. Werkzeug
     # passes each item on as it comes and closes the body when the server closes
     # the response.
-    return Response(body, content_type=content_type, headers=STREAMING_HEADERS)
+    return Response(body, status=status, content_type=content_type, headers=STREAMING_HEADERS)
 
 
-def _django_response(body: Iterator[bytes], content_type: str) -> StreamingHttpResponse:
-    from django.http import StreamingHttpResponse
+def _django_response(body: Iterator[bytes] | bytes, status: int, content_type: str) -> HttpResponseBase:
+    from django.http import HttpResponse, StreamingHttpResponse
 
-    return StreamingHttpResponse(body, content_type=content_type, headers=STREAMING_HEADERS)
+    if isinstance(body, bytes):
+        return HttpResponse(body, status=status, content_type=content_type, headers=STREAMING_HEADERS)
+    return StreamingHttpResponse(body, status=status, content_type=content_type, headers=STREAMING_HEADERS)

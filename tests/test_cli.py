@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from llm_server import (
     Stall,
     chat_chunk,
     error_reply,
+    json_reply,
     sse_done,
     sse_event,
+    text_reply,
     text_stream_body,
     tool_call_delta,
 )
@@ -39,6 +43,7 @@ from llmx_sync.events import (
     OutputTextDelta,
     ReasoningContentDelta,
     TokenUsage,
+    ToolResult,
 )
 from llmx_sync.models import FunctionCall, Message, Reasoning, ReasoningText
 from llmx_sync.providers import BUILTIN_PROVIDERS
@@ -362,6 +367,159 @@ def test_unknown_tool_choice_name_is_a_usage_error(llm_server: Any, capsys: Any,
     assert llm_server.requests == []
 
 
+# --- the tool loop (--tool) -------------------------------------------------------------
+
+TOOLS_SOURCE = """
+import dataclasses
+
+from llmx_sync import tool
+
+
+def get_weather(city: str) -> str:
+    \"\"\"Current weather of a city.
+
+    Args:
+        city: The city's name.
+    \"\"\"
+    return f"sunny in {city}"
+
+
+@tool(name="add_numbers")
+def add(a: int, b: int) -> int:
+    \"\"\"Add two numbers.\"\"\"
+    return a + b
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+def untyped(value):
+    return value
+
+
+NOT_A_FUNCTION = 42
+"""
+
+
+@pytest.fixture
+def tools_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The name of a module of tools in the current directory (a new name each test,
+    so that no test imports another's)."""
+    name = f"cli_tools_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(TOOLS_SOURCE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_tool_runs_the_function_and_calls_the_model_again(llm_server: Any, capsys: Any, tools_module: str) -> None:
+    path_before = list(sys.path)
+    llm_server.enqueue(Reply(body=tool_call_body()), Reply(body=text_stream_body(["Sunny ", "in Paris."],
+                                                                                  usage=USAGE)))
+    code, out, err = chat(llm_server, capsys, "Weather in Paris?", "--tool", f"{tools_module}:get_weather")
+    assert code == 0, err
+    assert out == ('[tool call] get_weather({"city": "Paris"})\n'
+                   "[tool result] get_weather: sunny in Paris\n"
+                   "Sunny in Paris.\n")
+    assert "usage: 22 input tokens, 6 output tokens, 28 total (2 turns)" in err
+    first, second = (request.json() for request in llm_server.requests)
+    (spec,) = first["tools"]
+    assert spec["function"]["name"] == "get_weather"
+    assert spec["function"]["parameters"]["properties"]["city"] == {"type": "string", "description": "The city's name."}
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny in Paris"}
+    assert sys.path == path_before  # the current directory was on it only for the import
+
+
+def test_a_forced_tool_choice_holds_for_the_first_turn_only(llm_server: Any, capsys: Any, tools_module: str) -> None:
+    # Kept on every turn, it would make the model call the tool until --max-turns.
+    llm_server.enqueue(Reply(body=tool_call_body()), Reply(body=text_stream_body(["Sunny."])))
+    code, out, err = chat(llm_server, capsys, "Weather in Paris?", "--tool", f"{tools_module}:get_weather",
+                          "--tool-choice", "get_weather")
+    assert code == 0, err
+    first, second = (request.json() for request in llm_server.requests)
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert "tool_choice" not in second and out.endswith("Sunny.\n")
+
+
+def test_tool_from_a_file_with_json_prints_every_event(llm_server: Any, capsys: Any, tmp_path: Path) -> None:
+    path = tmp_path / "my_tools.py"
+    path.write_text(TOOLS_SOURCE, encoding="utf-8")
+    llm_server.enqueue(Reply(body=tool_call_body()), Reply(body=text_stream_body(["Sunny."])))
+    code, out, err = chat(llm_server, capsys, "Weather?", "--tool", f"{path}:get_weather", "--tool",
+                          f"{path}:add", "--json")
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert {"type": "tool_result", "call_id": "call_1", "name": "get_weather", "output": "sunny in Paris",
+            "error": None} in events
+    assert [e["turn"] for e in events if e["type"] == "completed"] == [1, 2]
+    assert [e["delta"] for e in events if e["type"] == "output_text.delta"] == ["Sunny."]
+    names = [t["function"]["name"] for t in llm_server.requests[0].json()["tools"]]
+    assert names == ["get_weather", "add_numbers"]  # @tool(name=...) kept as made
+
+
+def test_max_turns_ends_a_loop_the_model_does_not_end(llm_server: Any, capsys: Any, tools_module: str) -> None:
+    llm_server.default = Reply(body=tool_call_body())
+    code, out, err = chat(llm_server, capsys, "Weather?", "--tool", f"{tools_module}:get_weather",
+                          "--max-turns", "2")
+    assert code == 1
+    assert len(llm_server.requests) == 2
+    assert out.count("[tool result] get_weather: sunny in Paris") == 2
+    assert "max_turns=2" in err
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("no_colon", "expected MODULE:FUNCTION or FILE.py:FUNCTION"),
+    (":get_weather", "expected MODULE:FUNCTION"),
+    ("{module}:", "expected MODULE:FUNCTION"),
+    ("no_such_module_xyz:f", "cannot import no_such_module_xyz: No module named 'no_such_module_xyz'"),
+    ("{module}:get_wether", "has no function 'get_wether'"),
+    ("{module}:NOT_A_FUNCTION", "'NOT_A_FUNCTION' is not a function (its type is int)"),
+    ("{module}:untyped", "untyped(value)"),
+    ("missing_file.py:f", "no such file: missing_file.py"),
+    ("broken.py:f", "importing broken.py failed: ZeroDivisionError: division by zero"),
+])
+def test_a_bad_tool_is_a_usage_error_naming_the_problem(llm_server: Any, capsys: Any, tools_module: str,
+                                                         spec: str, expected: str) -> None:
+    Path("broken.py").write_text("1 / 0\n", encoding="utf-8")
+    spec = spec.format(module=tools_module)
+    code, out, err = chat(llm_server, capsys, "hi", "--tool", spec)
+    assert code == 2, err
+    assert f"--tool {spec}: " in err and expected in err
+    assert "Traceback" not in err and out == ""
+    assert llm_server.requests == []
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--tool", "{module}:get_weather"], "a tool named 'get_weather' was already given"),
+    (["--tools", "tools.json"], "argument --tools: not with --tool"),
+    (["--tool-choice", "get_wether"], "--tool-choice get_wether: no function of that name"),
+])
+def test_tool_combinations_that_cannot_work_are_usage_errors(llm_server: Any, capsys: Any, tools_module: str,
+                                                              extra: list[str], expected: str) -> None:
+    Path("tools.json").write_text(json.dumps([WEATHER_TOOL]), encoding="utf-8")
+    code, _, err = chat(llm_server, capsys, "hi", "--tool", f"{tools_module}:get_weather",
+                        *[arg.format(module=tools_module) for arg in extra])
+    assert code == 2, err
+    assert expected in err
+    assert llm_server.requests == []
+
+
+def test_max_turns_needs_tool(llm_server: Any, capsys: Any) -> None:
+    code, _, err = chat(llm_server, capsys, "hi", "--max-turns", "3")
+    assert code == 2
+    assert "--max-turns: needs --tool" in err
+
+
+def test_tool_results_are_one_short_line() -> None:
+    assert cli.format_tool_result(ToolResult("c1", "f", "line one\nline two")) == "[tool result] f: line one line two"
+    long = cli.format_tool_result(ToolResult("c1", "f", "x" * 5000))
+    assert long == "[tool result] f: " + "x" * cli.TOOL_RESULT_CHARS + "…"
+    failed = ToolResult("c1", "f", "error: ValueError: no", error="error: ValueError: no")
+    assert cli.format_tool_result(failed) == "[tool error] f: error: ValueError: no"
+
+
 # --- providers ----------------------------------------------------------------------
 
 
@@ -423,6 +581,69 @@ def test_in_stream_error_exits_1_after_the_text(llm_server: Any, capsys: Any) ->
     assert out == "partial\n"
     assert "overloaded" in err and "Traceback" not in err
     assert "usage:" not in err
+
+
+def error_output(err: str) -> list[str]:
+    lines = err.splitlines()
+    assert all(line.startswith("llmx-sync: ") for line in lines), err
+    return [line.removeprefix("llmx-sync: ") for line in lines]
+
+
+def test_a_404_html_page_is_reduced_to_one_line_with_the_v1_hint(llm_server: Any, capsys: Any) -> None:
+    page = ("<!DOCTYPE html><html><head><title>Not Found</title><style>body { color: red }</style></head>"
+            "<body><h1>Not Found</h1>" + "<p>The requested URL was not found on this server.</p>\n" * 400
+            + "</body></html>")
+    assert len(page) > 20_000
+    llm_server.enqueue(text_reply(page, status=404, headers={"Content-Type": "text/html"}))
+    base = llm_server.url.removesuffix("/v1")
+    code, out, err = run(capsys, "chat", "hi", "--base-url", base)
+    assert (code, out) == (1, "")
+    error, hint = error_output(err)
+    assert error.startswith("error: unexpected status 404 Not Found: Not Found Not Found The requested URL")
+    assert "<" not in error and "color: red" not in error
+    assert len(error) < 600  # the page's first 500 characters of text, not 20,000
+    assert hint.startswith("hint: ") and f"base_url='{base}/v1'" in hint
+
+
+def test_a_401_json_body_shows_its_message_and_the_key_hint(llm_server: Any, capsys: Any) -> None:
+    llm_server.enqueue(error_reply(401, "Incorrect API key provided: sk-abc***", type="invalid_request_error",
+                                   code="invalid_api_key", headers={"x-request-id": "req_42"}))
+    code, out, err = chat(llm_server, capsys, "hi")
+    assert (code, out) == (1, "")
+    error, hint = error_output(err)
+    assert error == "error: unexpected status 401 Unauthorized: Incorrect API key provided: sk-abc***, request id: req_42"
+    assert hint.startswith("hint: No API key was sent") and "LLMX_API_KEY" in hint
+
+
+def test_an_error_with_a_key_sent_has_no_hint_and_a_long_message_stays_on_one_line(
+        llm_server: Any, capsys: Any) -> None:
+    # llama-cpp-python's 500 for a request it cannot validate: a message over two lines.
+    message = ("1 validation error:\n  {'type': 'float_parsing', 'loc': ('body', 'temperature'), "
+               "'msg': 'Input should be a valid number', 'input': 'hot'}")
+    llm_server.enqueue(json_reply({"error": {"message": message, "type": "internal_server_error", "param": None,
+                                             "code": None}}, status=401))
+    code, _, err = chat(llm_server, capsys, "hi", "--api-key", "sk-test")
+    assert code == 1
+    assert error_output(err) == [
+        "error: unexpected status 401 Unauthorized: 1 validation error: {'type': 'float_parsing', 'loc': "
+        "('body', 'temperature'), 'msg': 'Input should be a valid number', 'input': 'hot'}"]
+
+
+def test_a_refused_connection_names_the_url(capsys: Any) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    code, _, err = run(capsys, "chat", "hi", "--base-url", url)
+    assert code == 1
+    (line,) = error_output(err)
+    assert line.startswith(f"error: Connection failed: error sending request to {url}/chat/completions: ")
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # nothing listens there any more: connecting is refused
 
 
 @pytest.mark.parametrize("argv", [
@@ -511,10 +732,17 @@ def test_style_follows_tty_and_no_color() -> None:
 def test_format_stats() -> None:
     usage = TokenUsage(input_tokens=10, cached_input_tokens=4, output_tokens=5, reasoning_output_tokens=2,
                        total_tokens=15)
-    lines = format_stats(Stats(started=1.0, first_token=1.25, ended=3.5,
-                               completed=Completed("r", usage, "length")))
+    stats = Stats(started=1.0, first_token=1.25, ended=3.5)
+    list(cli.observe([Completed("r", usage, "length")], stats))
+    lines = format_stats(stats)
     assert lines == ["usage: 10 input tokens (4 cached), 5 output tokens (2 reasoning), 15 total",
                      "finish reason: length, time to first token: 0.25 s, total time: 2.50 s"]
+    # A tool loop's turns: their usage added up, the last one's finish reason.
+    list(cli.observe([Completed("r2", TokenUsage(input_tokens=20, output_tokens=1, total_tokens=21), "stop")],
+                     stats))
+    assert format_stats(stats)[0] == ("usage: 30 input tokens (4 cached), 6 output tokens (2 reasoning), "
+                                      "36 total (2 turns)")
+    assert format_stats(stats)[1].startswith("finish reason: stop,")
     lines = format_stats(Stats(started=1.0, ended=2.0, completed=Completed("r", None, None)))
     assert lines[0] == "usage: not reported by the server"
     assert lines[1].startswith("finish reason: none (the stream ended without one), time to first token: -")

@@ -1,8 +1,10 @@
-"""llmx_sync.web: SSE/text bodies, and Flask/Django serving them through real WSGI servers."""
+"""llmx_sync.web: SSE/text bodies, Flask/Django serving them through real WSGI servers, and
+the response to a stream that could not be opened (through the frameworks' test clients)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import socketserver
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -14,16 +16,36 @@ import pytest
 import requests
 from django.urls import path
 from fake_stream import FakeStream
-from llm_server import Disconnect, LLMServer, Pause, Reply, Stall, sse_event, text_stream_body
+from llm_server import (
+    Disconnect,
+    LLMServer,
+    Pause,
+    Reply,
+    Stall,
+    chat_chunk,
+    error_reply,
+    sse_done,
+    sse_event,
+    text_stream_body,
+    tool_call_delta,
+)
 from sockets import live_threads, wait_for
 from stream_helpers import event_of, frames, paced, serving
 
 from llmx_sync.client import Client
-from llmx_sync.errors import RateLimitError
+from llmx_sync.errors import (
+    AuthenticationError,
+    ConnectionFailedError,
+    InternalServerError,
+    InvalidInputError,
+    LlmxError,
+    RateLimitError,
+)
 from llmx_sync.events import Completed, OutputTextDelta, ReasoningContentDelta
 from llmx_sync.web import (
     django_sse_response,
     django_text_response,
+    error_status,
     flask_sse_response,
     flask_text_response,
     sse_response_body,
@@ -121,13 +143,32 @@ def test_closing_the_text_body_closes_the_stream() -> None:
     assert stream.closed.is_set()
 
 
-# --- Flask and Django behind real WSGI servers ------------------------------------------------
-# Both apps serve `/sse` and `/text`, streaming from the LLM server named by `?upstream=`
-# (`?heartbeat=` seconds for /sse).
+# --- Flask and Django apps --------------------------------------------------------------------
+# Both serve `/sse` and `/text`, which give the helpers a callable that opens the stream
+# from the LLM server named by `?upstream=` (`?heartbeat=` seconds for /sse), and
+# `/sse-stream` and `/text-stream`, which open it first and give them the stream.
+# `?idle_timeout=` and `?retries=` go to the request; `?bug=1` raises a non-SDK error.
+# `/run` streams a tool loop (`client.run`) with `get_weather`.
 
 
 def open_stream(query: Mapping[str, str]) -> Any:
-    return Client(base_url=query["upstream"]).stream("Hi", model="test-model")
+    if "bug" in query:
+        raise RuntimeError("a bug in the view")
+    settings: dict[str, Any] = {}
+    if "idle_timeout" in query:
+        settings["idle_timeout"] = float(query["idle_timeout"])
+    if "retries" in query:
+        settings["request_max_retries"] = int(query["retries"])
+    return Client(base_url=query["upstream"]).stream("Hi", model="test-model", **settings)
+
+
+def get_weather(city: str) -> str:
+    """Current weather of a city."""
+    return f"sunny in {city}"
+
+
+def open_run(query: Mapping[str, str]) -> Any:
+    return Client(base_url=query["upstream"]).run("Weather in Paris?", tools=[get_weather], model="test-model")
 
 
 def heartbeat_of(query: Mapping[str, str]) -> float:
@@ -141,24 +182,51 @@ def flask_app() -> Any:
 
     @app.get("/sse")
     def sse() -> Any:
-        return flask_sse_response(open_stream(request.args), heartbeat=heartbeat_of(request.args))
+        return flask_sse_response(lambda: open_stream(request.args), heartbeat=heartbeat_of(request.args))
 
     @app.get("/text")
     def text() -> Any:
+        return flask_text_response(lambda: open_stream(request.args))
+
+    @app.get("/sse-stream")
+    def sse_stream() -> Any:
+        return flask_sse_response(open_stream(request.args), heartbeat=heartbeat_of(request.args))
+
+    @app.get("/text-stream")
+    def text_stream() -> Any:
         return flask_text_response(open_stream(request.args))
+
+    @app.get("/run")
+    def run() -> Any:
+        return flask_sse_response(lambda: open_run(request.args))
 
     return app
 
 
 def django_sse(request: Any) -> Any:
-    return django_sse_response(open_stream(request.GET), heartbeat=heartbeat_of(request.GET))
+    return django_sse_response(lambda: open_stream(request.GET), heartbeat=heartbeat_of(request.GET))
 
 
 def django_text(request: Any) -> Any:
+    return django_text_response(lambda: open_stream(request.GET))
+
+
+def django_sse_stream(request: Any) -> Any:
+    return django_sse_response(open_stream(request.GET), heartbeat=heartbeat_of(request.GET))
+
+
+def django_text_stream(request: Any) -> Any:
     return django_text_response(open_stream(request.GET))
 
 
-urlpatterns = [path("sse", django_sse), path("text", django_text)]  # ROOT_URLCONF of django_app()
+def django_run(request: Any) -> Any:
+    return django_sse_response(lambda: open_run(request.GET))
+
+
+urlpatterns = [  # ROOT_URLCONF of django_app()
+    path("sse", django_sse), path("text", django_text), path("sse-stream", django_sse_stream),
+    path("text-stream", django_text_stream), path("run", django_run),
+]
 
 
 def django_app() -> Any:
@@ -166,7 +234,7 @@ def django_app() -> Any:
 
     if not settings.configured:
         settings.configure(
-            SECRET_KEY="test", ALLOWED_HOSTS=["127.0.0.1"], ROOT_URLCONF=__name__,
+            SECRET_KEY="test", ALLOWED_HOSTS=["127.0.0.1", "testserver"], ROOT_URLCONF=__name__,
             # On purpose: it would buffer the stream if the response let it compress.
             MIDDLEWARE=["django.middleware.gzip.GZipMiddleware"],
         )
@@ -176,6 +244,173 @@ def django_app() -> Any:
     from django.core.handlers.wsgi import WSGIHandler
 
     return WSGIHandler()
+
+
+# --- through the frameworks' test clients ---------------------------------------------------
+
+
+def flask_get(route: str, query: Mapping[str, str]) -> tuple[int, str, bytes]:
+    """Status, content type and whole body of a GET through Flask's test client (a
+    view's unexpected exception is Flask's 500)."""
+    response = flask_app().test_client().get(f"/{route}", query_string=dict(query))
+    try:
+        return response.status_code, response.headers["Content-Type"], response.get_data()
+    finally:
+        response.close()
+
+
+def django_get(route: str, query: Mapping[str, str], *, raise_request_exception: bool = True
+               ) -> tuple[int, str, bytes]:
+    """As `flask_get`, through Django's test client (which raises a view's exception
+    unless told not to, and then answers 500)."""
+    django_app()  # configures Django once
+    from django.test import Client as DjangoClient
+
+    response = DjangoClient(raise_request_exception=raise_request_exception).get(f"/{route}", dict(query))
+    try:
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        return response.status_code, response["Content-Type"], body
+    finally:
+        response.close()
+
+
+TEST_CLIENTS: dict[str, Callable[[str, Mapping[str, str]], tuple[int, str, bytes]]] = {
+    "flask": flask_get, "django": django_get,
+}
+
+
+def refused_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there any more
+
+
+@pytest.fixture
+def no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLMX_API_KEY", raising=False)
+
+
+@pytest.mark.usefixtures("no_api_key")
+@pytest.mark.parametrize("framework", sorted(TEST_CLIENTS))
+@pytest.mark.parametrize(("failure", "status", "error_type", "message"), [
+    pytest.param("auth", 401, "AuthenticationError", "unexpected status 401 Unauthorized: Invalid API key. No API key "
+                 "was sent", id="401"),
+    pytest.param("invalid", 400, "InvalidInputError", "idle_timeout: expected a finite number of seconds above 0, "
+                 "got number 0.0", id="invalid-input"),
+    pytest.param("refused", 502, "ConnectionFailedError", "Connection failed: error sending request to {upstream}"
+                 "/chat/completions: Connection refused", id="refused"),
+])
+def test_an_error_opening_the_stream_is_an_sse_error_response(
+        framework: str, llm_server: LLMServer, failure: str, status: int, error_type: str, message: str) -> None:
+    query = failing_query(failure, llm_server)
+    code, content_type, body = TEST_CLIENTS[framework]("sse", query)
+    assert (code, content_type) == (status, "text/event-stream; charset=utf-8")
+    # One `event: error` frame, the same as a stream failing midway sends; no [DONE].
+    kind, data = event_of(body.decode().removesuffix("\n\n"))
+    assert (kind, data["type"]) == ("error", error_type)
+    assert data["message"].startswith(message.format(upstream=query["upstream"]))
+    assert body == sse_error_frame(error_type, data["message"])
+
+
+@pytest.mark.usefixtures("no_api_key")
+@pytest.mark.parametrize("framework", sorted(TEST_CLIENTS))
+@pytest.mark.parametrize(("failure", "status", "line"), [
+    pytest.param("auth", 401, "error: unexpected status 401 Unauthorized: Invalid API key. No API key was sent",
+                 id="401"),
+    pytest.param("invalid", 400, "error: idle_timeout: expected a finite number of seconds above 0, got number 0.0\n",
+                 id="invalid-input"),
+    pytest.param("refused", 502, "error: Connection failed: error sending request to {upstream}/chat/completions: "
+                 "Connection refused\n", id="refused"),
+])
+def test_an_error_opening_the_stream_is_a_one_line_text_response(
+        framework: str, llm_server: LLMServer, failure: str, status: int, line: str) -> None:
+    query = failing_query(failure, llm_server)
+    code, content_type, body = TEST_CLIENTS[framework]("text", query)
+    assert (code, content_type) == (status, "text/plain; charset=utf-8")
+    text = body.decode()
+    assert text.startswith(line.format(upstream=query["upstream"]))
+    assert text.endswith("\n") and text.count("\n") == 1
+
+
+def failing_query(failure: str, upstream: LLMServer) -> dict[str, str]:
+    """The query of a request whose stream cannot be opened, for the reason `failure` names."""
+    if failure == "auth":
+        upstream.enqueue(error_reply(401, "Invalid API key", type="invalid_request_error"))
+        return {"upstream": upstream.url}
+    if failure == "invalid":
+        return {"upstream": upstream.url, "idle_timeout": "0"}
+    assert failure == "refused"
+    return {"upstream": refused_url(), "retries": "0"}
+
+
+@pytest.mark.parametrize("route", ["sse", "text"])
+def test_another_exception_opening_the_stream_is_the_frameworks_500(route: str, llm_server: LLMServer) -> None:
+    query = {"upstream": llm_server.url, "bug": "1"}
+    assert flask_get(route, query)[0] == 500
+    with pytest.raises(RuntimeError, match="a bug in the view"):
+        django_get(route, query)
+    assert django_get(route, query, raise_request_exception=False)[0] == 500
+    assert llm_server.requests == []
+
+
+@pytest.mark.parametrize("framework", sorted(TEST_CLIENTS))
+def test_a_stream_given_directly_still_streams(framework: str, llm_server: LLMServer) -> None:
+    get_ = TEST_CLIENTS[framework]
+    llm_server.enqueue(Reply(body=text_stream_body(TOKENS)), Reply(body=text_stream_body(TOKENS)))
+    code, _, body = get_("sse-stream", {"upstream": llm_server.url})
+    *events, done = body.decode().removesuffix("\n\n").split("\n\n")
+    assert (code, done) == (200, "data: [DONE]")
+    assert [data["delta"] for kind, data in map(event_of, events) if kind == "output_text.delta"] == TOKENS
+    code, _, text = get_("text-stream", {"upstream": llm_server.url})
+    assert (code, text.decode()) == (200, "".join(TOKENS))
+
+
+@pytest.mark.parametrize("framework", sorted(TEST_CLIENTS))
+def test_a_tool_loop_streams_every_turn_and_the_tool_results(framework: str, llm_server: LLMServer) -> None:
+    llm_server.enqueue(
+        Reply(body=[sse_event(chat_chunk(role="assistant", tool_calls=[
+                        tool_call_delta(0, id="call_1", name="get_weather", arguments='{"city": "Paris"}')])),
+                    sse_event(chat_chunk(finish_reason="tool_calls")), sse_done()]),
+        Reply(body=text_stream_body(["Sunny."])),
+    )
+    code, _, body = TEST_CLIENTS[framework]("run", {"upstream": llm_server.url})
+    *frames_, done = body.decode().removesuffix("\n\n").split("\n\n")
+    assert (code, done) == (200, "data: [DONE]")
+    events = [event_of(frame) for frame in frames_]
+    assert ("tool_result", {"type": "tool_result", "call_id": "call_1", "name": "get_weather",
+                            "output": "sunny in Paris", "error": None}) in events
+    assert [data["turn"] for kind, data in events if kind == "completed"] == [1, 2]
+    assert len(llm_server.requests) == 2
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    (AuthenticationError(401, ""), 401),
+    (RateLimitError(429, ""), 429),
+    (InternalServerError(503, ""), 502),
+    (InvalidInputError("prompt", "expected a Prompt"), 400),
+    (ConnectionFailedError("refused"), 502),
+    (LlmxError("anything else"), 502),
+])
+def test_error_status(error: LlmxError, status: int) -> None:
+    assert error_status(error) == status
+
+
+def test_a_bad_heartbeat_is_refused_before_the_stream_is_opened() -> None:
+    opened: list[FakeStream] = []
+
+    def open_fake() -> FakeStream:
+        opened.append(FakeStream(list(HELLO)))
+        return opened[-1]
+
+    with pytest.raises(ValueError, match="heartbeat must be a positive number"):
+        flask_sse_response(open_fake, heartbeat=0)
+    with pytest.raises(ValueError, match="heartbeat must be a positive number"):
+        django_sse_response(open_fake, heartbeat=-1)
+    assert opened == []
+
+
+# --- behind real WSGI servers -----------------------------------------------------------------
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
