@@ -184,6 +184,10 @@ class Client:
         wire = WIRES[provider.connection.wire_api]
         body = compact_json(wire.build_request(prompt, settings, provider.quirks)).encode()
         headers = self._headers(settings)
+        if "Authorization" in headers and urlsplit(provider.connection.base_url).username is not None:
+            # requests would send the URL's user and password as Basic auth in the key's place.
+            raise InvalidInputError("base_url", "has a user name and password, and the provider has an API key: "
+                                    "requests would send the password in place of the key; keep one of them")
         output = self._structured_output(prompt, settings)
         deadline = Deadline(settings.timeout) if settings.timeout is not None else None
         credential_sent = any(_CREDENTIAL_HEADER.search(name) for name in headers)
@@ -250,9 +254,9 @@ class Client:
         turn_tools = [*base.tools, *python_tools]
         turns = itertools.count()
 
-        def start_turn(history: list[ResponseItem]) -> ResponseStream:
+        def start_turn(history: list[ResponseItem]) -> ResponseStream | None:
             if self._closed.is_set():
-                raise RuntimeError("the client is closed")
+                return None  # the run ends quietly, as its stream would
             prompt = Prompt(input=history, tools=turn_tools, instructions=base.instructions,
                             output_schema=base.output_schema)
             return self._stream(prompt, first_turn if next(turns) == 0 else later_turns)
@@ -263,7 +267,11 @@ class Client:
 
     def _track(self, stream: ResponseStream | RunStream) -> None:
         with self._lock:
-            self._streams.add(stream)
+            closed = self._closed.is_set()
+            if not closed:
+                self._streams.add(stream)
+        if closed:  # the client closed while this one was being opened: it must not outlive it
+            stream.close()
 
     def _headers(self, settings: RequestOptions) -> CaseInsensitiveDict[str]:
         """Ours, then the provider's (which may replace ours), then the ones the

@@ -154,6 +154,20 @@ class Connection:
     def __post_init__(self) -> None:
         validate_fields(self)
 
+    def __repr__(self) -> str:
+        """The fields, without a secret: the URL's password, query values, key and header
+        values are not shown (the names of parameters and headers are)."""
+        parts = [f"base_url={redact_url(self.base_url)!r}", f"wire_api={self.wire_api!r}"]
+        if self.api_key:
+            parts.append("api_key='***'")
+        if self.env_key:
+            parts.append(f"env_key={self.env_key!r}")
+        for name in ("query_params", "http_headers", "env_http_headers"):
+            mapping = getattr(self, name)
+            if mapping:
+                parts.append(f"{name}=[{', '.join(mapping)}]")
+        return f"Connection({', '.join(parts)})"
+
     def url(self) -> str:
         """``<base>/<the wire's path>[?query]``: one slash between, the query
         URL-encoded in insertion order (llmx doubled slashes and left values raw)."""
@@ -259,20 +273,8 @@ class Provider:
         return self.connection.url()
 
     def __repr__(self) -> str:
-        connection = self.connection
-        parts = [f"name={self.name!r}", f"base_url={redact_url(connection.base_url)!r}",
-                 f"wire_api={connection.wire_api!r}"]
-        if connection.env_key:
-            parts.append(f"env_key={connection.env_key!r}")
-        if connection.api_key:
-            parts.append("api_key='***'")
-        if connection.query_params:
-            parts.append(f"query_params=[{', '.join(connection.query_params)}]")
-        if connection.http_headers:
-            parts.append(f"http_headers=[{', '.join(sorted(connection.http_headers))}]")
-        if self.defaults.model:
-            parts.append(f"model={self.defaults.model!r}")
-        return f"Provider({', '.join(parts)})"
+        model = f", model={self.defaults.model!r}" if self.defaults.model else ""
+        return f"Provider(name={self.name!r}, {self.connection!r}{model})"
 
     # -- loading -------------------------------------------------------------------------------
 

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from .aggregate import ChatAccumulator, ChatResult, aggregate
 from .body import BodyReader
 from .errors import OutputValidationError, StreamError
-from .events import Event, FunctionCallArgumentsDelta, OutputJsonDelta, OutputTextDelta
-from .models import ResponseItem
+from .events import Completed, Event, FunctionCallArgumentsDelta, OutputJsonDelta, OutputTextDelta
+from .models import FunctionCall, ResponseItem
 from .stream import DEFAULT_BUFFERED_BYTES, EventStream
 from .structured import UNCHANGED, OutputSchema, PartialJson, StructuredOutputMode
 from .transport import Deadline, ResponseInfo
-from .wire import WireParser
+
+if TYPE_CHECKING:  # the protocol only (see stream.py)
+    from .wire import WireParser
 
 __all__ = ["ResponseStream", "StructuredOutput"]
 
@@ -37,9 +40,12 @@ class StructuredOutput:
         self._partial = PartialJson()
 
     def follow(self, batch: list[Event]) -> list[Event]:
-        """`batch` with an `OutputJsonDelta` after each delta that changed the object."""
+        """`batch` with an `OutputJsonDelta` after each delta that changed the object
+        (and before `completed`, when the end of the text completed it)."""
         out: list[Event] = []
         for event in batch:
+            if isinstance(event, Completed):
+                self._add_value(self._partial.finish(), out)
             out.append(event)
             if self._from_call:
                 delta = event.delta if (isinstance(event, FunctionCallArgumentsDelta)
@@ -47,31 +53,43 @@ class StructuredOutput:
             else:
                 delta = event.delta if isinstance(event, OutputTextDelta) else None
             if delta:
-                value = self._partial.feed(delta)
-                if value is not UNCHANGED:
-                    out.append(OutputJsonDelta(value))
+                self._add_value(self._partial.feed(delta), out)
         return out
+
+    @staticmethod
+    def _add_value(value: object, out: list[Event]) -> None:
+        if value is not UNCHANGED:
+            out.append(OutputJsonDelta(value))
+
+    def answer_call(self, result: ChatResult) -> FunctionCall | None:
+        """The call whose arguments are the answer (the last call of the output's
+        function) in the ``"tools"`` mode; None in the others, or when there is none."""
+        if not self._from_call:
+            return None
+        calls = [call for call in result.tool_calls if call.name == self.schema.name]
+        return calls[-1] if calls else None
 
     def parse(self, result: ChatResult) -> object:
         """The value of the whole answer; `OutputValidationError` when it does not fit."""
         if not self._from_call:
             return self.schema.parse(result.text)
-        calls = [call for call in result.tool_calls if call.name == self.schema.name]
-        if not calls:
+        call = self.answer_call(result)
+        if call is None:
             raise OutputValidationError(result.text, f"the model did not call {self.schema.name!r} with the answer")
-        return self.schema.parse(calls[-1].arguments)
+        return self.schema.parse(call.arguments)
 
 
 class ResponseStream(EventStream):
     """The events of one streamed answer (iterate over it, once), and views of it:
     `aggregate()`, `collect()`, `text_stream` and `snapshot()`. `history` is the
-    conversation the request sent; `collect().history` adds the answer to it."""
+    conversation the request sent; `collect().history` adds the answer to it.
+    `structured_output` is what a `response_format` asked for (None without one)."""
 
     def __init__(self, body: BodyReader, parser: WireParser, info: ResponseInfo, *, idle_timeout: float,
                  deadline: Deadline | None = None, max_buffered_bytes: int = DEFAULT_BUFFERED_BYTES,
                  output: StructuredOutput | None = None, history: Sequence[ResponseItem] = ()) -> None:
         self._accumulator = accumulator = ChatAccumulator()
-        self._output = output
+        self.structured_output = output
         self.history = list(history)
 
         # Called by the iterator (the caller's thread) for each batch. A closure, not a
@@ -104,8 +122,8 @@ class ResponseStream(EventStream):
         if not self.completed:
             raise StreamError("the stream was closed before the answer was complete")
         result = self.snapshot()
-        if self._output is not None:
-            result.parsed = self._output.parse(result)
+        if self.structured_output is not None:
+            result.parsed = self.structured_output.parse(result)
         return result
 
     def snapshot(self) -> ChatResult:

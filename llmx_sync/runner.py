@@ -17,6 +17,15 @@ it, so the model would never see what it did wrong) and an output quoting the te
 Stopping: `close()`, ``break`` then garbage collection, Ctrl-C while waiting, or the
 client closing end the run within a second and no further turn starts. A tool that
 is running is left to finish in its thread; its result is dropped.
+
+Order: a turn's events, then its tools' `ToolResult` events, then the next turn's.
+The work is done when the consumer asks for the next event: the tools start when the
+event after a turn's `completed` is asked for, and the next turn (its request sent)
+when the event after the last result is. So an error of the next request, and
+`MaxTurnsExceededError`, come after every result before them.
+
+With structured output in the ``"tools"`` mode the answer is a call of the output's
+function: a turn with that call ends the run (it is the answer, not a tool to run).
 """
 
 from __future__ import annotations
@@ -64,8 +73,12 @@ def run_tool_call(call: FunctionCall, tools: dict[str, PythonTool]) -> tuple[Fun
     except ToolArgumentsError as exc:
         message = f"error: {exc.problem}"
     except Exception as exc:  # the tool's failure is the model's business, not the loop's
-        message = f"error: {type(exc).__name__}: {exc}"
+        message = _raised(exc)
     return recorded, ToolResult(call.call_id, call.name, message, message)
+
+
+def _raised(exc: BaseException) -> str:
+    return f"error: {type(exc).__name__}: {exc}"
 
 
 class _Turn:
@@ -87,7 +100,12 @@ class _Turn:
 
         def work() -> None:
             for offset, call in enumerate(calls):
-                results.put((first + offset, run_tool_call(call, tools)))
+                try:
+                    result = run_tool_call(call, tools)
+                except BaseException as exc:  # SystemExit: the thread would end silently, the loop wait forever
+                    message = _raised(exc)
+                    result = call, ToolResult(call.call_id, call.name, message, message)
+                results.put((first + offset, result))
 
         threading.Thread(target=work, name=f"llmx_sync-tool-{first}", daemon=True).start()
 
@@ -132,10 +150,12 @@ class RunStream:
 
     Iterate over it once, or call `collect()`. `history` is every item of the run so
     far: the input, then each turn's answer items and tool outputs in order, ready to
-    continue with ``client.run(run.history + [Message.user(...)], ...)``.
+    continue with ``client.run(run.history + [Message.user(...)], ...)``. `turn` is
+    the number of model calls made so far.
     """
 
-    def __init__(self, history: Sequence[ResponseItem], start_turn: Callable[[list[ResponseItem]], ResponseStream],
+    def __init__(self, history: Sequence[ResponseItem],
+                 start_turn: Callable[[list[ResponseItem]], ResponseStream | None],
                  tools: Sequence[PythonTool], *, max_turns: int, parallel: bool) -> None:
         self.history: list[ResponseItem] = list(history)
         self.turn = 0
@@ -148,7 +168,8 @@ class RunStream:
         self._pending: deque[Event] = deque()
         self._tool_turn: _Turn | None = None
         self._tool_items: list[ResponseItem] = []
-        self._result: ChatResult | None = None  # the last turn's answer
+        self._next_turn_due = False  # the tools ran: the next turn starts once their results are out
+        self._answered = False  # a turn ended without tools to run: the run is over, and it succeeded
         self._finished = False
         self._error: BaseException | None = None  # raised once the events before it are out
         self._start_next_turn()
@@ -162,19 +183,28 @@ class RunStream:
         return self.next_event(None)
 
     def next_event(self, timeout: float | None = None) -> Event:
-        """The next event, waiting at most `timeout` seconds (None: no limit): as
-        `ResponseStream.next_event`, for the whole run."""
+        """The next event, waiting at most `timeout` seconds (None: no limit), as
+        `ResponseStream.next_event` does, for the whole run: `TimeoutError` while a
+        turn streams nothing or a tool runs longer (call again). Sending the next
+        turn's request, which waits for the server's headers, is not cut short by it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
+                # Closed: nothing more, not even what is already here (as for a stream).
+                if self._state.closed.is_set():
+                    self._finished = True
+                    raise StopIteration
                 if self._pending:
                     return self._pending.popleft()
                 if self._error is not None:
                     error, self._error = self._error, None
                     raise error
-                if self._finished or self._state.closed.is_set():
-                    self._finished = True
+                if self._finished:
                     raise StopIteration
+                if self._next_turn_due:
+                    self._next_turn_due = False
+                    self._start_next_turn()
+                    continue
                 wait = _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
                 if wait <= 0:
                     raise TimeoutError("no event within the timeout")
@@ -207,10 +237,10 @@ class RunStream:
             self._finished = True
             return
         result = stream.snapshot()
-        self._result = result
         self.history.extend(result.items)
-        if not result.tool_calls:
-            self._finished = True
+        output = stream.structured_output
+        if not result.tool_calls or (output is not None and output.answer_call(result) is not None):
+            self._finished = self._answered = True
             return
         self._tool_turn = _Turn(result.tool_calls, self._tools, self._parallel)
         self._tool_items = []
@@ -232,8 +262,8 @@ class RunStream:
             if self.turn >= self._max_turns:
                 self._finished = True
                 self._error = MaxTurnsExceededError(self._max_turns, list(self.history))
-                return
-            self._start_next_turn()
+            else:
+                self._next_turn_due = True
 
     def _replace_in_history(self, old: FunctionCall, new: FunctionCall) -> None:
         for index in range(len(self.history) - 1, -1, -1):
@@ -242,10 +272,17 @@ class RunStream:
                 return
 
     def _start_next_turn(self) -> None:
-        if self._state.closed.is_set():
+        state = self._state
+        if state.closed.is_set():
             return
         self.turn += 1
-        self._state.stream = self._start_turn(list(self.history))
+        stream = self._start_turn(list(self.history))
+        if stream is None:  # the client was closed: no further turn
+            self._finished = True
+            return
+        state.stream = stream
+        if state.closed.is_set():  # closed from another thread while the request was sent
+            stream.close()
 
     # -- results ----------------------------------------------------------------------
 
@@ -256,10 +293,9 @@ class RunStream:
         with self:
             for _ in self:
                 pass
-        if self._result is None or not self._finished or self._tool_turn is not None:
-            raise StreamError("the run was closed before it ended")
         stream = self._state.stream
-        assert stream is not None
+        if not self._answered or stream is None:
+            raise StreamError("the run was closed before it ended")
         return dataclasses.replace(stream.collect(), history=list(self.history))
 
     # -- closing ----------------------------------------------------------------------

@@ -35,13 +35,15 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Final, Protocol, Union
+from typing import TYPE_CHECKING, Final, Protocol, Union
 
 from .body import READ_SIZE, BodyReader
 from .errors import LlmxError, StreamError, StreamIdleTimeoutError
 from .events import Event
 from .transport import Deadline, ResponseInfo
-from .wire import WireParser
+
+if TYPE_CHECKING:  # the protocol only: importing wire at run time would pull in every wire
+    from .wire import WireParser
 
 __all__ = ["DEFAULT_BUFFERED_BYTES", "EventStream", "StreamLike"]
 

@@ -160,9 +160,9 @@ class PartialJson:
     incomplete members left out). The whole text is parsed again at each delta, so
     two cheap checks avoid needless work and keep every value a prefix of the final
     one: whitespace between tokens changes nothing, and a number at the very end may
-    still grow (``1`` → ``12``), so it waits for the next delta. Telling both apart
-    from text inside strings only needs to know whether the end of the text is inside
-    a string, tracked by following quotes and backslashes.
+    still grow (``1`` → ``12``), so it waits for the next delta (or `finish()`).
+    Telling both apart from text inside strings only needs to know whether the end of
+    the text is inside a string, tracked by following quotes and backslashes.
     """
 
     __slots__ = ("_data", "_chunks", "_in_string", "_escaped", "_number_held", "_value")
@@ -200,6 +200,17 @@ class PartialJson:
         self._number_held = not self._in_string and delta[-1] in _NUMBER_CHARS and self._ends_in_number()
         if self._number_held:
             return UNCHANGED
+        return self._parse()
+
+    def finish(self) -> Any:
+        """At the end of the text: the value a number held back at its end completes
+        (a whole answer that is a number, e.g. ``42``); otherwise `UNCHANGED`."""
+        if not self._number_held:
+            return UNCHANGED
+        self._number_held = False
+        return self._parse()
+
+    def _parse(self) -> Any:
         try:
             value = jiter.from_json(self._data, partial_mode="trailing-strings")
         except ValueError:  # e.g. only "-" or leading text so far: the final parse reports real errors

@@ -8,6 +8,7 @@ can be tested alone.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
 import logging
@@ -19,13 +20,14 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
+import requests.auth
 import urllib3
 import urllib3.connection
 from requests.adapters import HTTPAdapter
@@ -211,14 +213,41 @@ def describe_connection_error(error: BaseException) -> str:
 POOL_MAXSIZE: Final = 1024
 
 
-class _Reuse(threading.local):
-    """Whether the calling thread's last request went out on a socket that had carried
-    a request before (set by `_TrackedConnection`)."""
+class _ThisThread(threading.local):
+    """What the calling thread is doing: `sending` a request of the SDK's (in
+    `Transport.send`), and whether its last request went out on a socket that had
+    carried a request before (`reused`, set by `_TrackedConnection`)."""
 
+    sending = False
     reused = False
 
 
-_reuse = _Reuse()
+_this_thread = _ThisThread()
+
+
+@contextlib.contextmanager
+def _sending() -> Iterator[None]:
+    _this_thread.sending = True
+    try:
+        yield
+    finally:
+        _this_thread.sending = False
+
+
+class _HideQueryValues(logging.Filter):
+    """urllib3 logs each request's target at DEBUG, query string and all (``"POST
+    /v1/chat/completions?api-key=... HTTP/1.1" 200``): for the SDK's own requests (the
+    thread is in `Transport.send`), the query's values become ``***``. Other requests
+    of the process are left as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _this_thread.sending and isinstance(record.args, tuple):
+            record.args = tuple(display_url(arg) if isinstance(arg, str) and "?" in arg else arg
+                                for arg in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_HideQueryValues())
 
 
 class _TrackedConnection(urllib3.connection.HTTPConnection):
@@ -232,7 +261,7 @@ class _TrackedConnection(urllib3.connection.HTTPConnection):
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         # No socket yet (a new connection, or one closed since): it connects now, fresh.
-        _reuse.reused = self.sock is not None and self.requests_on_socket > 0
+        _this_thread.reused = self.sock is not None and self.requests_on_socket > 0
         super().request(*args, **kwargs)
         self.requests_on_socket += 1  # after: a lazy connect() inside restarts the count
 
@@ -286,9 +315,11 @@ class Transport:
     few hosts a client talks to.)
 
     `session` brings the caller's TLS (``verify``, ``cert``), proxies and adapters;
-    the caller keeps it (`close` leaves it open). Redirects are never followed, so
-    neither the prompt nor a credential goes to a host the caller did not name. After
-    ``os.fork()`` the child starts with empty pools.
+    its ``verify`` and ``proxies`` win over ``REQUESTS_CA_BUNDLE`` and ``HTTPS_PROXY``
+    (requests alone lets the environment win). The caller keeps it (`close` leaves it
+    open). Redirects are never followed, so neither the prompt nor a credential goes to
+    a host the caller did not name. After ``os.fork()`` the child starts with empty
+    pools.
     """
 
     def __init__(self, session: requests.Session | None = None, *, pool_connections: int = 8,
@@ -356,13 +387,17 @@ class Transport:
         when the server cannot be reached (at once for a certificate it cannot
         verify), and `DeadlineExceededError`. Setting `cancel` (a closing client) ends
         a wait at once with `ConnectionFailedError`. Logs at DEBUG the origin, the
-        header names with only the values in `log_headers`, and the body's size.
+        header names with only the values in `log_headers`, and the body's size
+        (urllib3's own DEBUG line for the request shows the query values as ``***``).
         """
         where = display_url(url)
         if logger.isEnabledFor(logging.DEBUG):
             shown = {name: (log_headers or {}).get(name, "***") for name in headers}
             logger.debug("POST %s headers=%s body=%d bytes", where, shown, len(body))
-        verify = _ca_bundle_from_environment(self._session)
+        verify = _verify_setting(self._session)
+        # With a key of ours, nothing may replace its header: requests would put a ~/.netrc
+        # entry for the host in its place, as Basic auth, without a word.
+        auth = _AS_SENT if any(name.lower() == "authorization" for name in headers) else None
         attempt = 0
         resend_left = True
         while True:
@@ -372,10 +407,14 @@ class Transport:
             connect, read = connect_timeout, read_timeout
             if deadline is not None:
                 connect, read = deadline.bound(connect, "before the server answered"), deadline.bound(read, "")
-            _reuse.reused = False
+            _this_thread.reused = False
             try:
-                response = self._session.post(url, data=body, headers=headers, stream=True, timeout=(connect, read),
-                                              allow_redirects=False, verify=verify)
+                with _sending():
+                    # The session's proxies passed again: given by the session only, the
+                    # environment's (HTTPS_PROXY...) would win over them (psf/requests#2018).
+                    response = self._session.post(url, data=body, headers=headers, stream=True,
+                                                  timeout=(connect, read), allow_redirects=False, verify=verify,
+                                                  proxies=dict(self._session.proxies), auth=auth)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if deadline is not None and deadline.passed():
                     raise deadline.error("while waiting for the server's answer") from None
@@ -385,7 +424,7 @@ class Transport:
                         f"error sending request to {where}: certificate verify failed ({certificate}); to trust "
                         "a private CA, set REQUESTS_CA_BUNDLE or SSL_CERT_FILE to its PEM file, or pass "
                         "Client(session=s) with s.verify = '/path/to/ca.pem'") from None
-                if resend_left and _reuse.reused and closed_without_response(exc):
+                if resend_left and _this_thread.reused and closed_without_response(exc):
                     # The dead connection is gone from the pool: the next try gets a live one.
                     resend_left = False
                     attempt -= 1
@@ -399,7 +438,12 @@ class Transport:
                 _log_retry(attempt, max_retries, reason, delay)
                 _sleep(delay, cancel, where, deadline)
                 continue
-            except requests.RequestException as exc:  # a malformed URL and the like: no retry can help
+            except (requests.exceptions.InvalidURL, urllib3.exceptions.LocationValueError) as exc:
+                # (urllib3 raises its own for a host it cannot parse, e.g. an empty DNS label.)
+                # Only the class is named: their messages quote the URL, password and all.
+                raise ConnectionFailedError(
+                    f"error sending request to {where}: the URL is not valid ({type(exc).__name__})") from None
+            except requests.RequestException as exc:  # a bad header and the like: no retry can help
                 raise ConnectionFailedError(f"error sending request to {where}: {type(exc).__name__}") from None
             status = response.status_code
             if 200 <= status <= 299:
@@ -419,6 +463,17 @@ class Transport:
                 _sleep(delay, cancel, where, deadline)
             except DeadlineExceededError as exc:
                 raise exc from error
+
+
+class _AsSent(requests.auth.AuthBase):
+    """requests' `auth` that leaves the request as it is (an Authorization header given
+    stays the one sent)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+_AS_SENT: Final = _AsSent()
 
 
 class Deadline:
@@ -447,11 +502,15 @@ class Deadline:
         return min(seconds, remaining)
 
 
-def _ca_bundle_from_environment(session: requests.Session) -> str | None:
-    """``SSL_CERT_FILE`` (what OpenSSL and Python's `ssl` read) as the CA bundle, when
-    neither ``REQUESTS_CA_BUNDLE`` nor ``CURL_CA_BUNDLE`` (what requests reads) is set
-    and the session verifies with its default bundle. None leaves it to requests."""
-    if session.verify is not True or not session.trust_env:
+def _verify_setting(session: requests.Session) -> str | bool | None:
+    """The ``verify`` of each request: the session's own when it has one (a CA bundle,
+    or False), which requests would otherwise let ``REQUESTS_CA_BUNDLE`` replace
+    (psf/requests#3829); else ``SSL_CERT_FILE`` (what OpenSSL and Python's `ssl` read)
+    when neither ``REQUESTS_CA_BUNDLE`` nor ``CURL_CA_BUNDLE`` (what requests reads) is
+    set. None leaves it to requests."""
+    if session.verify is not True:
+        return session.verify
+    if not session.trust_env:
         return None
     if os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
         return None

@@ -21,6 +21,10 @@ A ``Reply`` body is a list of pieces written one at a time:
 * ``Disconnect()`` -- close the socket right there (FIN; no terminating chunk);
   ``Disconnect(reset=True)`` closes with SO_LINGER 0, i.e. sends an RST.
 
+``LLMServer.body_bytes_sent`` counts the body bytes the kernel took from the
+server, to the byte, e.g. to see how far a client that stopped reading lets a
+server get ahead.
+
 Thread names: the accept loop runs in ``test-llm-server-accept``, each TCP
 connection in ``test-llm-server-conn-<n>`` (deliberately not starting with
 ``llm`` so ``live_threads("llmx")``-style checks on the SDK never see them).
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import select
 import socket
 import struct
@@ -119,6 +124,8 @@ class Reply:
       to script a truncated Content-Length body).
     * ``close_without_response``: read the request, then close the socket
       without writing a single byte.
+    * ``headers_after``: seconds to wait before the status line (``math.inf``: until
+      the client leaves or the server stops), a server slow to answer at all.
     """
 
     status: int = 200
@@ -126,6 +133,7 @@ class Reply:
     body: list[Piece] = field(default_factory=list)
     chunked: bool = True
     close_without_response: bool = False
+    headers_after: float = 0.0
 
     def __post_init__(self) -> None:
         self.headers = dict(self.headers)
@@ -490,6 +498,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._hard_close(reset=False)
             return
+        if reply.headers_after and not self._wait(None if reply.headers_after == math.inf else reply.headers_after):
+            self.close_connection = True
+            return
         pieces = reply.body
         chunked = reply.chunked
         headers = reply.headers
@@ -508,7 +519,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")  # sets close_connection
             self.end_headers()
 
-            sendall = self.connection.sendall
+            sendall = self._sendall
             for p in pieces:
                 if type(p) is bytes:
                     if not p:
@@ -544,6 +555,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if not stop.is_set():
                 raise
+
+    def _sendall(self, data: bytes) -> None:
+        """``sendall`` that counts what the kernel took (`LLMServer.body_bytes_sent`)
+        as it takes it, so a writer blocked by a client that stopped reading is counted
+        to the byte."""
+        view = memoryview(data)
+        while view:
+            sent = self.connection.send(view)
+            self.owner._on_sent(sent)
+            view = view[sent:]
 
     def _wait(self, seconds: float | None) -> bool:
         """Wait ``seconds`` (None: forever) while watching the client.
@@ -680,6 +701,7 @@ class LLMServer:
         self._threads: list[threading.Thread] = []
         self._accepted = 0
         self._client_disconnects = 0
+        self._body_bytes_sent = 0
         self._stop_event = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -812,6 +834,13 @@ class LLMServer:
             return self._accepted
 
     @property
+    def body_bytes_sent(self) -> int:
+        """Bytes of response bodies (chunk framing included, status line and headers
+        not) the kernel has accepted from the server since start."""
+        with self._lock:
+            return self._body_bytes_sent
+
+    @property
     def client_disconnects(self) -> int:
         """Handlers that saw the client go away while writing/pausing/stalling."""
         with self._lock:
@@ -847,6 +876,10 @@ class LLMServer:
         with self._cond:
             if self._conns.pop(sock, None) is not None:
                 self._cond.notify_all()
+
+    def _on_sent(self, count: int) -> None:
+        with self._lock:
+            self._body_bytes_sent += count
 
     def _on_client_disconnect(self) -> None:
         with self._cond:

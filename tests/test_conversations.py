@@ -443,3 +443,17 @@ def test_the_local_provider_asks_for_structured_output_as_json_object(monkeypatc
     assert (local.quirks.structured_output, local.quirks.tool_call_content, local.defaults.model) == (
         "json_object", "", "local")
     assert Provider.builtin("openai").quirks.structured_output == "json_schema"
+
+
+def test_structured_output_as_a_tool_is_forced_alone_and_required_beside_other_tools() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
+              "additionalProperties": False}
+    quirks = Quirks(structured_output="tools")
+    alone = build_chat_request(Prompt(input=[user("hi")], output_schema=schema), RequestOptions(model="m"), quirks)
+    assert [t["function"]["name"] for t in alone["tools"]] == ["output"]
+    assert alone["tool_choice"] == {"type": "function", "function": {"name": "output"}}
+    weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    beside = build_chat_request(Prompt(input=[user("hi")], tools=[weather], output_schema=schema),
+                                RequestOptions(model="m"), quirks)
+    assert [t["function"]["name"] for t in beside["tools"]] == ["get_weather", "output"]
+    assert beside["tool_choice"] == "required"

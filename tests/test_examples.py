@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import itertools
 import json
 import os
 import socket
@@ -12,9 +14,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from llm_server import LLMServer, Reply, chat_chunk, sse_done, sse_event, text_stream_body, tool_call_delta
+from llm_server import (
+    LLMServer,
+    Reply,
+    chat_chunk,
+    error_reply,
+    sse_done,
+    sse_event,
+    text_stream_body,
+    tool_call_delta,
+)
 from sockets import wait_for
-from stream_helpers import streamed_text
+from stream_helpers import event_of, streamed_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -127,7 +138,22 @@ def test_flask_chat_answers_a_malformed_conversation_with_400(llm_server: LLMSer
     with serving_example("flask_chat.py", llm_server) as url:
         response = requests.post(f"{url}/chat", json={"messages": [{"role": "system", "text": "x"}]}, timeout=5)
     assert response.status_code == 400
+    kind, data = event_of(response.text.removesuffix("\n\n"))  # the page reads it as any error frame
+    assert (kind, data["type"]) == ("error", "InvalidInputError")
+    assert data["message"] == "messages: malformed conversation: KeyError('system')"
     assert llm_server.requests == []
+
+
+def test_django_view_answers_an_upstream_error_with_its_status_and_an_error_frame(llm_server: LLMServer) -> None:
+    llm_server.enqueue(error_reply(429, "Rate limit reached", headers={"Retry-After": "120"}))
+    with serving_example("django_view.py", llm_server) as url:
+        response = requests.get(f"{url}/chat", params={"q": "Weather?"}, timeout=10)
+    assert response.status_code == 429
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    kind, data = event_of(response.text.removesuffix("\n\n"))
+    assert (kind, data["type"]) == ("error", "RetriedRateLimitError")
+    assert data["message"].startswith("unexpected status 429 Too Many Requests (retry limit reached after 1 attempt): "
+                                      "Rate limit reached")
 
 
 def test_django_view_streams_an_answer(llm_server: LLMServer) -> None:
@@ -137,3 +163,45 @@ def test_django_view_streams_an_answer(llm_server: LLMServer) -> None:
             assert response.headers["Content-Type"].startswith("text/event-stream")
             assert streamed_text(response) == "".join(ANSWER)
     assert llm_server.requests[0].json()["messages"] == [{"role": "user", "content": "Weather?"}]
+
+
+def test_agent_runs_the_functions_the_model_calls_then_answers(llm_server: LLMServer) -> None:
+    convert = '{"time": "2024-06-01 09:00", "from_zone": "Europe/Paris", "to_zone": "Asia/Tokyo"}'
+    llm_server.enqueue(
+        Reply(body=[
+            sse_event(chat_chunk(role="assistant", tool_calls=[
+                tool_call_delta(0, id="call_1", name="get_weather", arguments='{"city": "Tokyo"}')])),
+            sse_event(chat_chunk(tool_calls=[tool_call_delta(1, id="call_2", name="convert_time")])),
+            sse_event(chat_chunk(tool_calls=[tool_call_delta(1, arguments=convert)])),
+            sse_event(chat_chunk(finish_reason="tool_calls")),
+            sse_done(),
+        ]),
+        Reply(body=text_stream_body(ANSWER)),
+    )
+    done = run_example("agent.py", llm_server, "Weather in Tokyo, and the time there at 9:00 in Paris?")
+    assert done.returncode == 0, done.stderr
+    weather = '{"city":"Tokyo","sky":"rain","temperature_c":17}'
+    assert done.stdout == (f'[tool] get_weather({{"city": "Tokyo"}}) -> {weather}\n'
+                           f"[tool] convert_time({convert}) -> 2024-06-01 16:00 JST\n" + "".join(ANSWER) + "\n")
+
+    first, second = (request.json() for request in llm_server.requests)
+    assert [tool["function"]["name"] for tool in first["tools"]] == ["get_weather", "convert_time"]
+    assert first["tools"][1]["function"]["parameters"]["required"] == ["time", "from_zone", "to_zone"]
+    assert [(m["role"], m.get("tool_call_id"), m.get("content")) for m in second["messages"][-2:]] == [
+        ("tool", "call_1", weather), ("tool", "call_2", "2024-06-01 16:00 JST")]
+
+
+def test_structured_prints_the_object_as_it_grows_then_the_instance(llm_server: LLMServer) -> None:
+    city = {"name": "Paris", "country": "France", "population": 2100000, "landmarks": ["Louvre", "Eiffel Tower"]}
+    text = json.dumps(city)
+    llm_server.enqueue(Reply(body=text_stream_body([text[i:i + 8] for i in range(0, len(text), 8)])))
+    done = run_example("structured.py", llm_server, "Paris")
+    assert done.returncode == 0, done.stderr
+    *partials, last = done.stdout.splitlines()
+    assert last == "City(name='Paris', country='France', population=2100000, landmarks=['Louvre', 'Eiffel Tower'])"
+    values = [ast.literal_eval(line) for line in partials]
+    assert len(values) > 5 and values[0] != city and values[-1] == city
+    assert all(set(a) <= set(b) for a, b in itertools.pairwise(values))  # members are only ever added
+    response_format = llm_server.requests[0].json()["response_format"]
+    assert (response_format["type"], response_format["json_schema"]["name"]) == ("json_schema", "City")
+    assert response_format["json_schema"]["schema"]["required"] == ["name", "country", "population", "landmarks"]

@@ -270,6 +270,16 @@ def test_a_number_ending_in_e_is_held_but_true_is_not() -> None:
     assert partial.feed("2, true") == [100.0, True]
 
 
+def test_finish_gives_a_number_held_at_the_end() -> None:
+    partial = PartialJson()
+    assert partial.feed("4") is UNCHANGED and partial.feed("2") is UNCHANGED  # 42 may still grow
+    assert partial.finish() == 42 and partial.value == 42
+    assert partial.finish() is UNCHANGED  # once
+    closed = PartialJson()
+    assert closed.feed("[4") is UNCHANGED and closed.feed("2]") == [42]
+    assert closed.finish() is UNCHANGED  # nothing was held
+
+
 def test_text_that_is_not_json_yet_gives_no_value() -> None:
     partial = PartialJson()
     assert partial.value is None

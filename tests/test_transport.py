@@ -140,6 +140,33 @@ def test_debug_log_shows_only_the_sdks_own_header_values(llm_server: LLMServer,
     assert "api-key=***" in caplog.text
 
 
+def test_urllib3s_request_line_hides_the_query_values_of_the_sdks_requests_only(
+        llm_server: LLMServer, caplog: pytest.LogCaptureFixture) -> None:
+    # urllib3 logs "POST /path?query HTTP/1.1" at DEBUG: a key in the query would be in it.
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    llm_server.default = Reply(body=text_stream_body(["x"]))
+    with Transport() as transport:
+        send(transport, f"{llm_server.chat_url}?api-key={SECRET}&api-version=1", max_retries=0).close()
+    requests.post(f"{llm_server.chat_url}?other=visible", timeout=5).close()  # not the SDK's: left alone
+    lines = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool" and "POST" in r.getMessage()]
+    assert len(lines) == 2
+    assert '"POST /v1/chat/completions?api-key=***&api-version=*** HTTP/1.1" 200' in lines[0]
+    assert "?other=visible " in lines[1]
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(("host", "error"), [("bad..host", "LocationParseError"), ("%zz", "InvalidURL")])
+def test_a_url_that_cannot_be_parsed_is_a_connection_error_that_names_no_secret(
+        transport: Transport, host: str, error: str) -> None:
+    # urllib3's own error for a host it cannot parse used to escape untyped; both quote the
+    # URL. (Nothing is sent: neither gets as far as a connection.)
+    with pytest.raises(ConnectionFailedError) as caught:
+        send(transport, f"http://user:{SECRET}@{host}/v1/chat/completions")
+    assert str(caught.value) == (f"Connection failed: error sending request to http://user:***@{host}"
+                                 f"/v1/chat/completions: the URL is not valid ({error})")
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
 # --- the chunked decoder --------------------------------------------------------------------
 
 

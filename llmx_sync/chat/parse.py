@@ -440,7 +440,7 @@ class ChatJSONParser:
             return []
         self._size += len(data)
         if self._size > self._max_bytes:
-            self._chat._fail(StreamError(f"the JSON answer is larger than {self._max_bytes} bytes"))
+            self._chat._fail(StreamError(f"the JSON answer is larger than max_event_bytes={self._max_bytes}"))
             self._body = []
             return []
         self._body.append(data)

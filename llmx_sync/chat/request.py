@@ -389,12 +389,16 @@ def output_schema(prompt: Prompt, options: RequestOptions) -> OutputSchema | Non
 
 
 def add_structured_output(payload: dict[str, Any], output: OutputSchema, mode: StructuredOutputMode) -> None:
-    """Ask for `output` in `mode`; in the ``"tools"`` mode its function joins the tools
-    and `tool_choice` forces it."""
+    """Ask for `output` in `mode`. In the ``"tools"`` mode its function joins the tools;
+    `tool_choice` forces it when it is the only one, and is ``"required"`` beside other
+    tools (a tool loop: forcing the answer would keep the model from calling the tools
+    it needs first; the answer's call then ends the loop)."""
     body = response_format_body(output, mode)
     tools = body.pop("tools", None)
     if tools is not None:
         payload["tools"] = [*payload.get("tools", ()), *tools]
+        if len(payload["tools"]) > len(tools):
+            body["tool_choice"] = "required"
     payload.update(body)
 
 
