@@ -28,11 +28,25 @@ So the response helpers also take a zero-argument callable that opens the stream
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, assert_never
 
 from ._jsonrules import compact_json
 from .errors import InvalidInputError, LlmxError, UnexpectedStatusError
-from .events import Event, OutputTextDelta
+from .events import (
+    Completed,
+    Created,
+    Event,
+    FunctionCallArgumentsDelta,
+    OutputItemAdded,
+    OutputItemDone,
+    OutputJsonDelta,
+    OutputTextDelta,
+    RateLimits,
+    ReasoningContentDelta,
+    ReasoningSummaryDelta,
+    ReasoningSummaryPartAdded,
+    ToolResult,
+)
 from .stream import StreamLike
 
 if TYPE_CHECKING:
@@ -145,8 +159,15 @@ def text_body(stream: StreamLike) -> Iterator[bytes]:
     """
     try:
         for event in stream:
-            if isinstance(event, OutputTextDelta):
-                yield event.delta.encode()
+            match event:
+                case OutputTextDelta(delta=delta):
+                    yield delta.encode()
+                case (Created() | OutputItemAdded() | OutputItemDone() | FunctionCallArgumentsDelta()
+                      | ReasoningContentDelta() | ReasoningSummaryDelta() | ReasoningSummaryPartAdded()
+                      | Completed() | RateLimits() | ToolResult() | OutputJsonDelta()):
+                    pass  # only the answer's text goes out
+                case _:
+                    assert_never(event)
     finally:
         stream.close()
 

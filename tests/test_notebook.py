@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from fake_stream import FakeStream
-from llm_server import Reply, text_stream_body
+from llm_server import Reply, chat_chunk, sse_done, sse_event, text_stream_body, tool_call_delta
 from stream_helpers import paced
 
+from llmx_sync.client import Client
 from llmx_sync.events import Completed, OutputItemDone, OutputTextDelta, ReasoningContentDelta
 from llmx_sync.models import FunctionCall
 from llmx_sync.notebook import WAITING_TEXT, display_stream, render_markdown
@@ -101,6 +102,25 @@ def test_reasoning_is_quoted_above_the_answer_and_tool_calls_listed(fake_display
     assert fake_display.shown[-1] == (
         '> Weather?\n> Ask the tool.\n\nLet me check.\n\n- tool call ` get_weather({"city":"Paris"}) `'
     )
+
+
+def test_a_tool_loop_is_shown_with_each_result(fake_display: FakeDisplay, llm_server: Any) -> None:
+    # client.run's stream in place of client.stream's: the calls, their results, the answer.
+    llm_server.enqueue(
+        Reply(body=[sse_event(chat_chunk(tool_calls=[tool_call_delta(0, id="call-1", name="get_weather",
+                                                                     arguments='{"city": "Paris"}')])),
+                    sse_event(chat_chunk(finish_reason="tool_calls")), sse_done()]),
+        Reply(body=text_stream_body(["Sunny."])))
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    with Client(base_url=llm_server.url) as client:
+        result = display_stream(client.run("Weather?", model="m", tools=[get_weather]))
+    assert result.text == "Sunny." and [c.call_id for c in result.tool_calls] == ["call-1"]
+    assert fake_display.shown[-1] == (
+        'Sunny.\n\n- tool call ` get_weather({"city": "Paris"}) ` → ` sunny in Paris `')
 
 
 def test_a_kernel_interrupt_closes_the_stream_and_is_raised(fake_display: FakeDisplay) -> None:
