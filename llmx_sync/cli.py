@@ -33,6 +33,7 @@ from typing import Any, TextIO, assert_never
 
 from ._jsonrules import json_type_name
 from .aggregate import aggregate
+from .chat.request import TOOL_CHOICE_KEYWORDS
 from .client import Client
 from .errors import InvalidInputError, LlmxError, UnexpectedStatusError
 from .events import (
@@ -73,7 +74,6 @@ from .tools import FunctionTool, ToolSpec, tool_from_dict
 PROG = "llmx-sync"
 #: For a provider with no model of its own (``--base-url``; most local servers ignore the name).
 DEFAULT_CUSTOM_MODEL = "gpt-4o-mini"
-TOOL_CHOICE_KEYWORDS = ("auto", "none", "required")
 #: Model calls a `--tool` run may make (`--max-turns`).
 DEFAULT_MAX_TURNS = 10
 #: How much of a tool's result the text output shows (`--json` has all of it).
@@ -376,11 +376,12 @@ def _import_file(spec: str, path: Path) -> ModuleType:
     return module
 
 
-def tool_choice_value(choice: str | None, tool_names: Sequence[str] | None) -> str | dict[str, Any] | None:
-    """`auto`/`none`/`required` as is; a function name as the Chat API's object form.
+def tool_choice_value(choice: str | None, tool_names: Sequence[str] | None) -> str | None:
+    """`--tool-choice` as the `tool_choice` setting: `auto`/`none`/`required`, or the name
+    of one of the tools (the SDK sends the object that forces it).
 
-    `tool_names` (the names in `--tools`, None when there is no file) is checked
-    so that a typo is a usage error rather than a 400 from the server.
+    `tool_names` (the names in `--tools`/`--tool`, None when there are none) is checked
+    so that a typo is a usage error (exit 2) rather than an API error.
     """
     if choice is None or choice in TOOL_CHOICE_KEYWORDS:
         return choice
@@ -391,7 +392,7 @@ def tool_choice_value(choice: str | None, tool_names: Sequence[str] | None) -> s
     if choice not in tool_names:
         have = ", ".join(tool_names) or "none"
         raise UsageError(f"--tool-choice {choice}: no function of that name in --tools (functions: {have})")
-    return {"type": "function", "function": {"name": choice}}
+    return choice
 
 
 _CONTINUABLE = (FunctionCallOutput, CustomToolCallOutput)
