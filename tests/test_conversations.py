@@ -185,8 +185,8 @@ def choice(index: int | None, content: str | None = None, finish_reason: str | N
 
 
 def test_only_the_choice_with_index_0_is_read() -> None:
-    body = sse(chat_chunk(choices=[choice(0, "A1")]), chat_chunk(choices=[choice(1, "B1")]),
-               chat_chunk(choices=[choice(1, "B2"), choice(0, "A2")]),
+    body = sse(chat_chunk(choices=[choice(0, "A1")]), chat_chunk(choices=[choice(1, "second-1")]),
+               chat_chunk(choices=[choice(1, "second-2"), choice(0, "A2")]),
                chat_chunk(choices=[choice(1, finish_reason="stop")]),
                chat_chunk(choices=[choice(0, finish_reason="length")]))
     result = collect(parse_chat_sse([body]))
