@@ -33,7 +33,7 @@ from .runner import RunStream
 from .settings import RequestOptions, merge_options, options_from
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import DEFAULT_BUFFERED_BYTES
-from .structured import OutputSchema
+from .structured import requested_output
 from .tools import FunctionTool
 from .transport import Deadline, ResponseInfo, Transport, display_url
 from .wire import WIRES
@@ -122,7 +122,7 @@ class Client:
         if provider is not None and not isinstance(provider, Provider):
             raise InvalidInputError("provider", f"expected a Provider, got {type(provider).__name__}")
         if provider is None and base_url is not None:
-            provider = Provider("custom", base_url, api_key=api_key or env_value("LLMX_API_KEY"))
+            provider = Provider("custom", base_url, api_key=env_value("LLMX_API_KEY"))  # `api_key` wins below
         elif provider is None:
             provider = default_provider()
         elif base_url is not None:
@@ -217,10 +217,8 @@ class Client:
         return stream
 
     def _structured_output(self, prompt: Prompt, settings: RequestOptions) -> StructuredOutput | None:
-        target = settings.response_format if settings.response_format is not None else prompt.output_schema
-        if target is None:
-            return None
-        return StructuredOutput(OutputSchema.for_target(target), self.provider.quirks.structured_output)
+        schema = requested_output(prompt.output_schema, settings.response_format)
+        return None if schema is None else StructuredOutput(schema, self.provider.quirks.structured_output)
 
     def run(self, prompt: PromptLike, *, tools: Sequence[Callable[..., Any] | PythonTool] = (),
             max_turns: int = 10, parallel: bool = True, options: RequestOptions | None = None,

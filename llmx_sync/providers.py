@@ -32,7 +32,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from ._jsonrules import json_type_name
 from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError
 from .settings import (
-    HEADERS,
     MAX_RETRIES,
     OPTION_NAMES,
     QUIRK_NAMES,
@@ -41,6 +40,8 @@ from .settings import (
     RequestOptions,
     check_header_name,
     check_header_value,
+    check_headers,
+    merge_options,
     optional,
     options_from,
     rule,
@@ -77,7 +78,7 @@ STRING_MAP: Final = rule("a table of strings", lambda value: isinstance(value, M
 def _check_secret(where: str, value: Any) -> None:
     if not isinstance(value, str):
         raise InvalidInputError(where, f"expected a string, got {json_type_name(value)} ***")
-    check_header_value(where, value, secret=True)
+    check_header_value(where, value)
 
 
 def _check_base_url(where: str, value: Any) -> None:
@@ -148,7 +149,7 @@ class Connection:
     env_key: str | None = setting(None, optional(STRING))
     env_key_instructions: str | None = setting(None, optional(STRING))
     query_params: Mapping[str, str] | None = setting(None, optional(STRING_MAP))
-    http_headers: Mapping[str, str] | None = field(default=None, repr=False, metadata={"check": optional(HEADERS)})
+    http_headers: Mapping[str, str] | None = field(default=None, repr=False, metadata={"check": optional(check_headers)})
     env_http_headers: Mapping[str, str] | None = setting(None, optional(_check_env_headers))
 
     def __post_init__(self) -> None:
@@ -182,7 +183,7 @@ class Connection:
             value = env_value(self.env_key)
             if value is None:
                 raise EnvVarError(self.env_key, self.env_key_instructions)
-            check_header_value(f"${self.env_key}", value, secret=True)
+            check_header_value(f"${self.env_key}", value)
             return value  # sent untrimmed, as llmx sends it
         return None
 
@@ -196,7 +197,7 @@ class Connection:
         for header, var in (self.env_http_headers or {}).items():
             value = env_value(var)
             if value is not None:
-                check_header_value(f"env_http_headers[{header!r}] (${var})", value, secret=True)
+                check_header_value(f"env_http_headers[{header!r}] (${var})", value)
                 headers[header] = value
         return headers
 
@@ -311,14 +312,12 @@ class Provider:
     def from_toml(cls, path: str | os.PathLike[str], name: str | None = None) -> Provider:
         """The provider in a TOML file: with `name`, its ``[model_providers.<name>]``
         table; without, the whole document is the provider's table."""
-        config = ConfigFile.read(path)
-        return config.table_provider(name) if name is not None else cls.from_dict(config.document)
+        return ConfigFile.read(path).table_provider(name)
 
     @classmethod
     def from_toml_text(cls, text: str, name: str | None = None) -> Provider:
         """As `from_toml`, from TOML text."""
-        config = ConfigFile.parse(text, "<text>")
-        return config.table_provider(name) if name is not None else cls.from_dict(config.document)
+        return ConfigFile.parse(text, "<text>").table_provider(name)
 
     @classmethod
     def builtin(cls, name: str) -> Provider:
@@ -358,8 +357,7 @@ def _with(part: Any, changes: dict[str, Any]) -> Any:
 def _with_options(defaults: RequestOptions | None, changes: dict[str, Any]) -> RequestOptions:
     if not changes:
         return defaults or RequestOptions()
-    values = {name: getattr(defaults, name) for name in defaults.given} if defaults else {}
-    return options_from({**values, **changes})
+    return merge_options(defaults, options_from(changes))
 
 
 # llmx's config key -> the SDK's setting, for the keys whose name or unit differ.
@@ -429,8 +427,11 @@ class ConfigFile:
         model = self.document.get("model")
         return model if isinstance(model, str) else None
 
-    def table_provider(self, name: str) -> Provider:
-        """The provider of the ``[model_providers.<name>]`` table."""
+    def table_provider(self, name: str | None) -> Provider:
+        """The provider of the ``[model_providers.<name>]`` table; with no name, the whole
+        document is the provider's table."""
+        if name is None:
+            return Provider.from_dict(self.document)
         table = self.tables.get(name)
         if table is None:
             have = ", ".join(sorted(self.tables)) or "none"

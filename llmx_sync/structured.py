@@ -115,6 +115,13 @@ class OutputSchema:
             raise OutputValidationError(text, str(exc)) from None
 
 
+def requested_output(output_schema: Any, response_format: Any) -> OutputSchema | None:
+    """The structured output a request asks for: its `response_format` setting, else the
+    prompt's `output_schema` (llmx's name for it), else None."""
+    target = response_format if response_format is not None else output_schema
+    return None if target is None else OutputSchema.for_target(target)
+
+
 # --- request shapes --------------------------------------------------------------------
 
 

@@ -292,16 +292,11 @@ class ChatSSEParser:
         if self._finish_reason is not None:
             return
         choices = chunk.get("choices")
-        if isinstance(choices, list) and choices:
-            first = choices[0]  # almost always the one: checked inline, it is on every chunk's path
-            index = first.get("index") if isinstance(first, dict) else False
-            if index is None or (type(index) is int and index == 0):
-                self._on_choice(first, out)
-            else:
-                for choice in choices:
-                    if _is_first_choice(choice):
-                        self._on_choice(choice, out)
-                        break
+        if isinstance(choices, list):
+            for choice in choices:
+                if _is_first_choice(choice):
+                    self._on_choice(choice, out)
+                    break
 
     def _on_choice(self, choice: dict[str, Any], out: list[Event]) -> None:
         delta = choice.get("delta")

@@ -27,7 +27,7 @@ from ..models import (
 )
 from ..prompt import Prompt, checked_input, checked_instructions, checked_tools, format_input
 from ..settings import OrphanToolCalls, Quirks, RequestOptions
-from ..structured import OutputSchema, StructuredOutputMode, response_format_body
+from ..structured import OutputSchema, StructuredOutputMode, requested_output, response_format_body
 from ..tools import FunctionTool, ToolSpec, build_chat_tools
 
 logger = logging.getLogger("llmx_sync")
@@ -381,13 +381,6 @@ def check_one_choice(extra_body: Mapping[str, Any] | None) -> None:
                                 "request per answer instead")
 
 
-def output_schema(prompt: Prompt, options: RequestOptions) -> OutputSchema | None:
-    """The structured output asked for: the `response_format` setting, else the
-    prompt's `output_schema` (llmx's name for it), else None."""
-    target = options.response_format if options.response_format is not None else prompt.output_schema
-    return None if target is None else OutputSchema.for_target(target)
-
-
 def add_structured_output(payload: dict[str, Any], output: OutputSchema, mode: StructuredOutputMode) -> None:
     """Ask for `output` in `mode`. In the ``"tools"`` mode its function joins the tools;
     `tool_choice` forces it when it is the only one, and is ``"required"`` beside other
@@ -443,7 +436,7 @@ def build_chat_request(prompt: Prompt, options: RequestOptions, quirks: Quirks |
     if options.max_tokens is not None:
         payload[quirks.max_tokens_param] = options.max_tokens
     payload.update(sampling_params(options, tools))
-    output = output_schema(prompt, options)
+    output = requested_output(prompt.output_schema, options.response_format)
     if output is not None:
         add_structured_output(payload, output, quirks.structured_output)
     if options.extra_body:
