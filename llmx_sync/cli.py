@@ -214,7 +214,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                          help=f"with --tool: the most model calls of the loop (default: {DEFAULT_MAX_TURNS})")
     request.add_argument("--tool-choice", metavar="CHOICE",
                          help="auto, none, required, or the name of a function to call (with --tool: "
-                              "auto or none, as it applies to every turn)")
+                              "the first turn only)")
 
     output = chat.add_argument_group("output")
     output.add_argument("--json", action="store_true",
@@ -411,7 +411,7 @@ class ChatRequest:
     """What `load_prompt` read from the arguments and files."""
 
     prompt: Prompt
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: str | None = None
     #: The `--tool` functions: when there are any, the request runs the tool loop.
     functions: list[PythonTool] = field(default_factory=list)
 
@@ -465,7 +465,7 @@ def pick_model(args: argparse.Namespace, provider: Provider, config_model: str |
     return model or DEFAULT_CUSTOM_MODEL
 
 
-def request_options(args: argparse.Namespace, model: str, tool_choice: str | dict[str, Any] | None) -> RequestOptions:
+def request_options(args: argparse.Namespace, model: str, tool_choice: str | None) -> RequestOptions:
     """The request settings the flags give (the others stay the provider's)."""
     flags = {"model": model, "max_tokens": args.max_tokens, "temperature": args.temperature,
              "tool_choice": tool_choice}
