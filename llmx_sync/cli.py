@@ -35,7 +35,7 @@ from ._jsonrules import json_type_name
 from .aggregate import aggregate
 from .chat.request import TOOL_CHOICE_KEYWORDS
 from .client import Client
-from .errors import InvalidInputError, LlmxError, UnexpectedStatusError
+from .errors import InvalidInputError, LlmxError, UnexpectedStatusError, shorten
 from .events import (
     Completed,
     Created,
@@ -507,10 +507,7 @@ def format_tool_result(result: ToolResult) -> str:
     """``[tool result] name: output`` on one line, the output cut to `TOOL_RESULT_CHARS`
     (``[tool error] name: …`` when the call failed)."""
     kind, text = ("error", result.error) if result.error is not None else ("result", result.output)
-    text = " ".join(text.split())
-    if len(text) > TOOL_RESULT_CHARS:
-        text = text[:TOOL_RESULT_CHARS] + "…"
-    return f"[tool {kind}] {result.name}: {text}"
+    return f"[tool {kind}] {result.name}: {shorten(' '.join(text.split()), TOOL_RESULT_CHARS)}"
 
 
 class Renderer:

@@ -152,14 +152,18 @@ def error_details(body: str) -> ErrorDetails:
 _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with ``…`` where it was cut (for messages)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def body_excerpt(body: str, limit: int = BODY_EXCERPT) -> str:
     """A body that is not a JSON error, for a message: HTML reduced to its text,
     white space folded, at most `limit` characters."""
     text = body
     if "<" in text and ">" in text and re.search(r"<(html|body|head|title|h1|p|div)\b", text, re.IGNORECASE):
         text = html.unescape(_TAG.sub(" ", text))
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "…"
+    return shorten(" ".join(text.split()), limit)
 
 
 # --- status errors ----------------------------------------------------------------------
@@ -370,7 +374,7 @@ class OutputValidationError(LlmxError):
     def __init__(self, text: str, reason: str) -> None:
         self.text = text
         self.reason = reason
-        shown = text if len(text) <= 200 else text[:200] + "…"
+        shown = shorten(text, 200)
         super().__init__(f"the model's output does not match the schema: {reason}; output: {shown!r}")
 
 

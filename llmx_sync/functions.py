@@ -22,7 +22,7 @@ from typing import Any, overload
 
 import docstring_parser
 
-from .errors import InvalidInputError, LlmxError
+from .errors import InvalidInputError, LlmxError, shorten
 from .schema import (
     NO_DEFAULT,
     FieldSpec,
@@ -95,7 +95,7 @@ class PythonTool(FunctionTool):
 
 
 def _preview(text: str) -> str:
-    return repr(text if len(text) <= _PREVIEW_CHARS else text[:_PREVIEW_CHARS] + "…")
+    return repr(shorten(text, _PREVIEW_CHARS))
 
 
 def _decode_arguments(arguments: str) -> Any:

@@ -33,7 +33,7 @@ import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
 
-from .errors import InvalidInputError, LlmxError
+from .errors import InvalidInputError, LlmxError, shorten
 
 _SUPPORTED = ("supported: str, int, float, bool, None, Any, Optional/Union, Literal, Enum, list[X], "
               "tuple[X, ...], tuple[X, Y], dict[str, X], dataclasses, TypedDicts and pydantic models")
@@ -89,7 +89,7 @@ def _preview(value: Any, limit: int = 80) -> str:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
+    return shorten(text, limit)
 
 
 def _strip_wrappers(tp: Any) -> tuple[Any, str | None]:

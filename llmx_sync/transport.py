@@ -406,7 +406,7 @@ class Transport:
                 raise ConnectionFailedError(f"error sending request to {where}: the client was closed")
             connect, read = connect_timeout, read_timeout
             if deadline is not None:
-                connect, read = deadline.bound(connect, "before the server answered"), deadline.bound(read, "")
+                connect, read = deadline.bound(connect), deadline.bound(read)
             _this_thread.reused = False
             try:
                 with _sending():
@@ -494,11 +494,12 @@ class Deadline:
     def error(self, what: str) -> DeadlineExceededError:
         return DeadlineExceededError(self.timeout, what)
 
-    def bound(self, seconds: float, what: str) -> float:
-        """`seconds`, cut to the time left; raises `DeadlineExceededError` when none is."""
+    def bound(self, seconds: float) -> float:
+        """`seconds`, cut to the time left; raises `DeadlineExceededError` when none is
+        (it is called as a request is about to be sent)."""
         remaining = self.remaining()
         if remaining <= 0:
-            raise self.error(what or "before the request was sent")
+            raise self.error("before the request was sent")
         return min(seconds, remaining)
 
 
