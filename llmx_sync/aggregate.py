@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never, runtime_checkable
 
 from .events import (
     Completed,
@@ -25,6 +25,7 @@ from .events import (
     OutputItemAdded,
     OutputItemDone,
     OutputJsonDelta,
+    OutputRejected,
     OutputTextDelta,
     RateLimits,
     RateLimitSnapshot,
@@ -36,7 +37,7 @@ from .events import (
 )
 from .models import FunctionCall, Message, OutputText, Reasoning, ReasoningText, ResponseItem
 
-__all__ = ["AGGREGATE_MODES", "ChatAccumulator", "ChatResult", "aggregate", "collect"]
+__all__ = ["AGGREGATE_MODES", "ChatAccumulator", "ChatResult", "Collectable", "aggregate", "collect"]
 
 AGGREGATE_MODES = ("aggregated", "streaming")
 
@@ -111,7 +112,7 @@ def _aggregate(events: Iterable[Event], streaming: bool) -> Iterator[Event]:
                     yield OutputItemDone(item)
                 turn = _Turn()
                 yield event
-            case RateLimits() | ToolResult():
+            case RateLimits() | ToolResult() | OutputRejected():
                 yield event
             case OutputTextDelta(delta=delta):
                 turn.text.append(delta)
@@ -194,6 +195,10 @@ class ChatAccumulator:
                 self._completed = event
             case RateLimits(snapshot=snapshot):
                 self._rate_limits = snapshot
+            case OutputRejected():  # that answer was not the answer: the next attempt is
+                self._items = []
+                self._turn = _Turn()
+                self._completed = None
             case (Created() | OutputItemAdded() | FunctionCallArgumentsDelta() | ReasoningSummaryDelta()
                   | ReasoningSummaryPartAdded() | OutputJsonDelta() | ToolResult()):
                 pass  # the finished items carry what these say; tool results belong to a run's history
@@ -216,8 +221,24 @@ class ChatAccumulator:
         )
 
 
+@runtime_checkable
+class Collectable(Protocol):
+    """A stream that collects itself (`ResponseStream`, `RunStream`): it knows its
+    request's history and structured output, and whether it ended."""
+
+    def collect(self) -> ChatResult: ...
+
+
 def collect(events: Iterable[Event]) -> ChatResult:
-    """Consume a whole event stream into a `ChatResult`; errors propagate."""
+    """Consume a whole event stream into a `ChatResult`; errors propagate.
+
+    A stream of the client (`Collectable`) collects itself, so the result is the one
+    its `collect()` gives: with `history`, `parsed`, and an error for an answer that
+    did not complete. Any other iterable of events gives the answer they make up,
+    without `history` or `parsed`.
+    """
+    if isinstance(events, Collectable):
+        return events.collect()
     accumulator = ChatAccumulator()
     for event in events:
         accumulator.add(event)

@@ -35,7 +35,7 @@ from ._jsonrules import json_type_name
 from .aggregate import aggregate
 from .chat.request import TOOL_CHOICE_KEYWORDS
 from .client import Client
-from .errors import InvalidInputError, LlmxError, UnexpectedStatusError, shorten
+from .errors import InvalidInputError, LlmxError, UnexpectedStatusError, list_problems, shorten
 from .events import (
     Completed,
     Created,
@@ -44,6 +44,7 @@ from .events import (
     OutputItemAdded,
     OutputItemDone,
     OutputJsonDelta,
+    OutputRejected,
     OutputTextDelta,
     RateLimits,
     ReasoningContentDelta,
@@ -510,6 +511,12 @@ def format_tool_result(result: ToolResult) -> str:
     return f"[tool {kind}] {result.name}: {shorten(' '.join(text.split()), TOOL_RESULT_CHARS)}"
 
 
+def format_rejection(rejected: OutputRejected) -> str:
+    """``[output rejected] problems; asking again`` on one line (at most `TOOL_RESULT_CHARS`)."""
+    problems = shorten(" ".join(list_problems(rejected.errors).split()), TOOL_RESULT_CHARS)
+    return f"[output rejected] {problems}; asking again"
+
+
 class Renderer:
     """Human-readable output of a stream's events (of one turn, or of every turn of a run).
 
@@ -541,6 +548,8 @@ class Renderer:
                 self.finish()
             case ToolResult():
                 self._write("tool", format_tool_result(event) + "\n")
+            case OutputRejected():
+                self._write("tool", format_rejection(event) + "\n")
             case (Created() | OutputItemAdded() | FunctionCallArgumentsDelta() | RateLimits()
                   | ReasoningSummaryPartAdded() | OutputJsonDelta()):
                 pass  # nothing to show (a finished tool call is shown whole)

@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, overload
 from urllib.parse import urlsplit
 
 import requests
@@ -163,8 +163,16 @@ class Client:
         return WIRES[self.provider.connection.wire_api].build_request(as_prompt(prompt), settings,
                                                                       self.provider.quirks)
 
+    @overload
+    def stream(self, prompt: PromptLike, *, max_output_retries: int, options: RequestOptions | None = None,
+               **overrides: Any) -> RunStream: ...
+
+    @overload
     def stream(self, prompt: PromptLike, *, options: RequestOptions | None = None,
-               **overrides: Any) -> ResponseStream:
+               **overrides: Any) -> ResponseStream: ...
+
+    def stream(self, prompt: PromptLike, *, max_output_retries: int | None = None,
+               options: RequestOptions | None = None, **overrides: Any) -> ResponseStream | RunStream:
         """Send the request (retrying transient failures) and return the answer's stream.
 
         `prompt` is a `Prompt`, a user message's text, or a list of items (or their
@@ -173,11 +181,22 @@ class Client:
         the client's, then `options`, then the keyword arguments. Errors in the prompt,
         the settings or the environment (`InvalidInputError`, `UnsupportedOperationError`,
         `EnvVarError`) are raised before any I/O.
+
+        `max_output_retries=N` (with `response_format`) asks the model again, up to N
+        times, when its answer does not fit the schema: the answer is then a `RunStream`
+        of the attempts (one iterator; an `OutputRejected` event before each new
+        attempt; `collect()` the accepted answer, `history` every attempt), without
+        tools to run. When no attempt fits, the iterator and `collect()` raise the last
+        one's `OutputValidationError`.
         """
         if self._closed.is_set():
             raise RuntimeError("the client is closed")
         settings = self.options(options, **overrides)
-        return self._stream(as_prompt(prompt), settings)
+        base = as_prompt(prompt)
+        if max_output_retries is None:
+            return self._stream(base, settings)
+        return self._chain(base, settings, settings, [], max_turns=1, parallel=False,
+                           max_output_retries=max_output_retries, run_tools=False)
 
     def _stream(self, prompt: Prompt, settings: RequestOptions) -> ResponseStream:
         provider = self.provider
@@ -221,16 +240,17 @@ class Client:
         return None if schema is None else StructuredOutput(schema, self.provider.quirks.structured_output)
 
     def run(self, prompt: PromptLike, *, tools: Sequence[Callable[..., Any] | PythonTool] = (),
-            max_turns: int = 10, parallel: bool = True, options: RequestOptions | None = None,
-            **overrides: Any) -> RunStream:
+            max_turns: int = 10, parallel: bool = True, max_output_retries: int = 0,
+            options: RequestOptions | None = None, **overrides: Any) -> RunStream:
         """Run a tool-using conversation: call the model, run the Python functions it
         calls, send their results, call it again, until an answer has no tool calls
         (see `runner.RunStream`). `tools` are functions (made into tools with
         `llmx_sync.tool`) or tools already made with it; the prompt's own tools are
         offered too. At most `max_turns` model calls (`MaxTurnsExceededError`, with the
         history, when the model still wants tools); `parallel` runs the calls of one turn
-        at once. Settings as in `stream`; they are checked, and the first request sent,
-        before this returns.
+        at once. `max_output_retries` re-asks for a structured answer that does not fit,
+        as in `stream` (those calls do not count against `max_turns`). Settings as in
+        `stream`; they are checked, and the first request sent, before this returns.
         """
         if self._closed.is_set():
             raise RuntimeError("the client is closed")
@@ -249,6 +269,20 @@ class Client:
         # A forced `tool_choice` is for the first turn: kept, it would make every turn call
         # a tool until max_turns. The later turns leave it to the model.
         later_turns = merge_options(first_turn, RequestOptions(tool_choice=None))
+        return self._chain(base, first_turn, later_turns, python_tools, max_turns=max_turns, parallel=parallel,
+                           max_output_retries=max_output_retries, run_tools=True)
+
+    def _chain(self, base: Prompt, first_turn: RequestOptions, later_turns: RequestOptions,
+               python_tools: list[PythonTool], *, max_turns: int, parallel: bool, max_output_retries: int,
+               run_tools: bool) -> RunStream:
+        """The `RunStream` of `base`: its first request is sent with `first_turn`'s
+        settings, the later ones (after tools, or re-asking) with `later_turns`'."""
+        if isinstance(max_output_retries, bool) or not isinstance(max_output_retries, int) or max_output_retries < 0:
+            raise InvalidInputError("max_output_retries", f"expected a whole number of 0 or more, got "
+                                    f"{max_output_retries!r}")
+        if max_output_retries and requested_output(base.output_schema, first_turn.response_format) is None:
+            raise InvalidInputError("max_output_retries", "re-asking needs a structured output to check the answer "
+                                    "against: give response_format too")
         turn_tools = [*base.tools, *python_tools]
         turns = itertools.count()
 
@@ -259,7 +293,8 @@ class Client:
                             output_schema=base.output_schema)
             return self._stream(prompt, first_turn if next(turns) == 0 else later_turns)
 
-        run = RunStream(base.input, start_turn, python_tools, max_turns=max_turns, parallel=parallel)
+        run = RunStream(base.input, start_turn, python_tools, max_turns=max_turns, parallel=parallel,
+                        max_output_retries=max_output_retries, run_tools=run_tools)
         self._track(run)
         return run
 

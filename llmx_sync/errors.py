@@ -6,9 +6,9 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Reason phrases of the Rust `http` crate, which llmx prints; several differ
 # from Python's `http.HTTPStatus` (413, 418, 422, 203 ...).
@@ -365,17 +365,44 @@ class StreamIdleTimeoutError(StreamError):
         super().__init__(message)
 
 
+class SchemaProblem(NamedTuple):
+    """One way a JSON value does not fit a schema: `path` is where (``City.population``,
+    ``items[2]``; empty for the whole value), `message` what is wrong there."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+#: At most this many problems are spelt out in a message (the rest are counted).
+LISTED_PROBLEMS = 10
+
+
+def list_problems(problems: Sequence[SchemaProblem], limit: int = LISTED_PROBLEMS) -> str:
+    """The problems on one line, ``; ``-separated, the first `limit` of them and how many
+    more there are."""
+    listed = "; ".join(map(str, problems[:limit]))
+    more = len(problems) - limit
+    return listed + (f"; and {more} more" if more > 0 else "")
+
+
 class OutputValidationError(LlmxError):
     """The model's structured output is not JSON or does not match the requested schema.
 
-    `text` is the whole output as received, `reason` what is wrong with it.
+    `text` is the whole output as received; `errors` lists every problem found (a
+    `SchemaProblem`: its path and what is wrong there), in the order the check met
+    them; `reason` is all of them on one line.
     """
 
-    def __init__(self, text: str, reason: str) -> None:
+    def __init__(self, text: str, reason: str | Sequence[SchemaProblem]) -> None:
         self.text = text
-        self.reason = reason
+        self.errors = [SchemaProblem("", reason)] if isinstance(reason, str) else list(reason)
+        self.reason = list_problems(self.errors, len(self.errors))
         shown = shorten(text, 200)
-        super().__init__(f"the model's output does not match the schema: {reason}; output: {shown!r}")
+        super().__init__(f"the model's output does not match the schema: {list_problems(self.errors)}; "
+                         f"output: {shown!r}")
 
 
 class MaxTurnsExceededError(LlmxError):

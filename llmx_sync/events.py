@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
+from .errors import SchemaProblem
 from .models import ResponseItem
 
 
@@ -182,6 +183,23 @@ class OutputJsonDelta:
 
 
 @dataclass(slots=True)
+class OutputRejected:
+    """An answer did not fit the `response_format` and the model is asked again
+    (``max_output_retries``): `text` is the rejected output (in the ``"tools"`` mode the
+    arguments of the answer's call), `errors` every problem found in it, `attempt` the
+    number of the rejected answer, from 1. The new attempt's events follow."""
+
+    text: str
+    errors: list[SchemaProblem]
+    attempt: int
+    type: ClassVar[str] = "output_rejected"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "attempt": self.attempt, "text": self.text,
+                "errors": [{"path": error.path, "message": error.message} for error in self.errors]}
+
+
+@dataclass(slots=True)
 class RateLimits:
     snapshot: RateLimitSnapshot
     type: ClassVar[str] = "rate_limits"
@@ -193,6 +211,7 @@ class RateLimits:
 Event = Union[
     Created, OutputItemAdded, OutputItemDone, OutputTextDelta, FunctionCallArgumentsDelta, ReasoningContentDelta,
     ReasoningSummaryDelta, ReasoningSummaryPartAdded, Completed, RateLimits, ToolResult, OutputJsonDelta,
+    OutputRejected,
 ]
 
 

@@ -22,7 +22,7 @@ from typing import Any, overload
 
 import docstring_parser
 
-from .errors import InvalidInputError, LlmxError, shorten
+from .errors import InvalidInputError, LlmxError, SchemaProblem, list_problems, shorten
 from .schema import (
     NO_DEFAULT,
     FieldSpec,
@@ -113,7 +113,9 @@ def _decode_arguments(arguments: str) -> Any:
 
 
 def _argument_problem(exc: SchemaMismatch) -> str:
-    return f"argument '{exc.where}': {exc.problem}" if exc.where else exc.problem
+    """Every problem of the arguments, so the model can fix them all in its next call."""
+    return list_problems([SchemaProblem(f"argument '{p.path}'", p.message) if p.path else p
+                          for p in exc.problems])
 
 
 # --- output -----------------------------------------------------------------------

@@ -3,6 +3,12 @@
 Plain blocking code: it runs in a cell although the kernel has an event loop
 running, since nothing here touches asyncio. IPython is imported only when
 `display_stream` is called.
+
+What is displayed has two forms, and the frontend picks one: Markdown, and the
+same text as plain text (its ``_repr_pretty_``), which frontends without Markdown
+show, and a saved notebook keeps beside the Markdown. Terminal IPython cannot
+redraw an output in place (each update would be printed again, whole), so there
+the answer is written out as it grows instead.
 """
 
 from __future__ import annotations
@@ -10,11 +16,12 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import assert_never
+from typing import Any, TextIO, assert_never
 
-from .aggregate import ChatResult, collect
+from .aggregate import ChatResult, Collectable, collect
 from .events import (
     Completed,
     Created,
@@ -23,6 +30,7 @@ from .events import (
     OutputItemAdded,
     OutputItemDone,
     OutputJsonDelta,
+    OutputRejected,
     OutputTextDelta,
     RateLimits,
     ReasoningContentDelta,
@@ -44,15 +52,17 @@ def display_stream(stream: StreamLike, *, throttle: float = 0.1) -> ChatResult:
     The display is redrawn at most every `throttle` seconds (text that arrived
     meanwhile is shown when the time is up, even if the stream goes quiet), and
     once more with the complete result. Reasoning is quoted above the answer, tool
-    calls are listed below it. The stream is closed at the end, on an error, and
-    on a kernel interrupt (`KeyboardInterrupt`, raised again).
+    calls are listed below it (each turn's, for a `client.run`). The stream is closed
+    at the end, on an error, and on a kernel interrupt (`KeyboardInterrupt`, raised
+    again). The result is the stream's own `collect()` (`parsed` included).
     """
     try:
         live = _LiveAnswer(_markdown_display(), throttle)
-        result = collect(_shown(stream, live))
+        shown = collect(_shown(stream, live))  # every turn's events: what the display shows
+        result = stream.collect() if isinstance(stream, Collectable) else shown
     finally:
         stream.close()
-    live.show(result.reasoning, result.text, result.tool_calls)
+    live.show(shown.reasoning, shown.text, shown.tool_calls, final=True)
     return result
 
 
@@ -81,27 +91,80 @@ def _code_span(text: str) -> str:
     return f"{fence} {text} {fence}"
 
 
-def _markdown_display() -> Callable[[str], None]:
+class _MarkdownText:
+    """Markdown to display, whose plain-text form is the same text (not IPython's
+    ``<IPython.core.display.Markdown object>``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+
+    def _repr_markdown_(self) -> str:
+        return self.data
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.data)
+
+
+#: Shows the Markdown of the answer so far; `final` for the complete answer.
+ShowMarkdown = Callable[[str, bool], None]
+
+
+def _markdown_display() -> ShowMarkdown:
     """A new display area (showing a placeholder) and the function that replaces its Markdown."""
     try:
         ipython = importlib.import_module("IPython.display")  # an optional dependency, used untyped
     except ImportError as error:
         raise ImportError("display_stream needs IPython: pip install ipython") from error
-    handle = ipython.display(ipython.Markdown(WAITING_TEXT), display_id=True)
+    if _in_terminal_ipython():
+        return _GrowingText(sys.stdout)
+    handle = ipython.display(_MarkdownText(WAITING_TEXT), display_id=True)
     if handle is None:  # IPython is installed, but this is no IPython session
         raise RuntimeError("display_stream needs a Jupyter or IPython session; "
                            "in a script, iterate over stream.text_stream instead")
 
-    def show(markdown: str) -> None:
-        handle.update(ipython.Markdown(markdown))
+    def show(markdown: str, final: bool) -> None:
+        handle.update(_MarkdownText(markdown))
 
     return show
+
+
+def _in_terminal_ipython() -> bool:
+    """True in terminal IPython, whose display publisher (the base class) prints every
+    update of a display as a new output; a kernel's publisher sends updates that its
+    frontend applies in place."""
+    shell = importlib.import_module("IPython").get_ipython()
+    if shell is None:
+        return False
+    publisher = importlib.import_module("IPython.core.displaypub").DisplayPublisher
+    return type(shell.display_pub) is publisher
+
+
+class _GrowingText:
+    """The answer written out as it grows, for a terminal: each redraw writes only what
+    was added since the last one; when earlier text changed (a tool's result came),
+    the whole answer again, on a new line."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._written = ""
+
+    def __call__(self, markdown: str, final: bool) -> None:
+        if markdown.startswith(self._written):
+            self._out.write(markdown[len(self._written):])
+        else:
+            self._out.write("\n" + markdown)
+        self._written = markdown
+        if final and markdown and not markdown.endswith("\n"):
+            self._out.write("\n")
+        self._out.flush()
 
 
 class _LiveAnswer:
     """What the display shows while the stream runs, redrawn at most every `throttle` seconds."""
 
-    def __init__(self, show_markdown: Callable[[str], None], throttle: float) -> None:
+    def __init__(self, show_markdown: ShowMarkdown, throttle: float) -> None:
         self._show_markdown = show_markdown
         self._throttle = throttle
         self._reasoning: list[str] = []
@@ -121,6 +184,9 @@ class _LiveAnswer:
                 self._tool_calls.append(call)
             case ToolResult(call_id=call_id, output=output, error=error):
                 self.tool_results[call_id] = error or output
+            case OutputRejected():  # the model is asked again: its new answer replaces that one
+                self._reasoning.clear()
+                self._text.clear()
             case (OutputItemDone() | Created() | OutputItemAdded() | FunctionCallArgumentsDelta()
                   | ReasoningSummaryDelta() | ReasoningSummaryPartAdded() | Completed() | RateLimits()
                   | OutputJsonDelta()):
@@ -138,8 +204,8 @@ class _LiveAnswer:
     def redraw(self) -> None:
         self.show("".join(self._reasoning), "".join(self._text), self._tool_calls)
 
-    def show(self, reasoning: str, text: str, tool_calls: Sequence[FunctionCall]) -> None:
-        self._show_markdown(render_markdown(reasoning, text, tool_calls, self.tool_results))
+    def show(self, reasoning: str, text: str, tool_calls: Sequence[FunctionCall], *, final: bool = False) -> None:
+        self._show_markdown(render_markdown(reasoning, text, tool_calls, self.tool_results), final)
         self._shown_at = time.monotonic()
         self._behind = False
 

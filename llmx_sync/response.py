@@ -15,11 +15,12 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from ._jsonrules import is_json
 from .aggregate import ChatAccumulator, ChatResult, aggregate
 from .body import BodyReader
-from .errors import OutputValidationError, StreamError
+from .errors import LISTED_PROBLEMS, OutputValidationError, StreamError, shorten
 from .events import Completed, Event, FunctionCallArgumentsDelta, OutputJsonDelta, OutputTextDelta
-from .models import FunctionCall, ResponseItem
+from .models import FunctionCall, FunctionCallOutput, Message, ResponseItem
 from .stream import DEFAULT_BUFFERED_BYTES, EventStream
 from .structured import UNCHANGED, OutputSchema, PartialJson, StructuredOutputMode
 from .transport import Deadline, ResponseInfo
@@ -77,6 +78,34 @@ class StructuredOutput:
         if call is None:
             raise OutputValidationError(result.text, f"the model did not call {self.schema.name!r} with the answer")
         return self.schema.parse(call.arguments)
+
+    def rejection(self, result: ChatResult) -> OutputValidationError | None:
+        """Why the whole answer does not fit; None when it does."""
+        try:
+            self.parse(result)
+        except OutputValidationError as error:
+            return error
+        return None
+
+    def reask(self, error: OutputValidationError, result: ChatResult) -> ResponseItem:
+        """What tells the model that its answer (`result`) does not fit, to follow the
+        answer in the history: in the ``"tools"`` mode the output of the answer's call
+        (servers want every call answered), else a user message. Either lists the
+        problems and asks for the whole answer again."""
+        name = self.schema.name
+        problems = "\n".join(f"- {problem}" for problem in error.errors[:LISTED_PROBLEMS])
+        if len(error.errors) > LISTED_PROBLEMS:
+            problems += f"\n- and {len(error.errors) - LISTED_PROBLEMS} more"
+        call = self.answer_call(result)
+        if call is not None and is_json(call.arguments):
+            return FunctionCallOutput.from_text(call.call_id, f"error: these arguments do not fit the schema:\n"
+                                                f"{problems}\nCall {name} again with the whole corrected answer.")
+        text = f"Your answer does not fit the required JSON schema:\n{problems}\n"
+        if call is not None:  # a call whose arguments are not JSON is not sent back: show them
+            text += f"(The arguments of your call of {name} were: {shorten(call.arguments, 200)})\n"
+        ask = (f"Call {name} with the whole corrected answer as its arguments." if self._from_call
+               else "Answer again with only the whole corrected JSON.")
+        return Message.user(text + ask)
 
 
 class ResponseStream(EventStream):

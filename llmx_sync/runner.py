@@ -26,6 +26,13 @@ when the event after the last result is. So an error of the next request, and
 
 With structured output in the ``"tools"`` mode the answer is a call of the output's
 function: a turn with that call ends the run (it is the answer, not a tool to run).
+
+Re-asking (``max_output_retries=N``): an answer that does not fit the structured
+output's schema is followed by an `OutputRejected` event, a message telling the model
+what is wrong goes into the history, and the model is asked again (a new turn, whose
+events stream like any other); when the N re-asks are spent, the iterator raises the
+last answer's `OutputValidationError`. `Client.stream(..., max_output_retries=N)` is
+such a run without tools to run: a turn with tool calls ends it.
 """
 
 from __future__ import annotations
@@ -41,9 +48,9 @@ from types import TracebackType
 from typing import Final
 
 from ._jsonrules import is_json
-from .aggregate import ChatResult
+from .aggregate import ChatAccumulator, ChatResult
 from .errors import MaxTurnsExceededError, StreamError
-from .events import Completed, Event, ToolResult
+from .events import Completed, Event, OutputRejected, ToolResult
 from .functions import PythonTool, ToolArgumentsError
 from .models import FunctionCall, FunctionCallOutput, ResponseItem
 from .response import ResponseStream
@@ -151,18 +158,27 @@ class RunStream:
     Iterate over it once, or call `collect()`. `history` is every item of the run so
     far: the input, then each turn's answer items and tool outputs in order, ready to
     continue with ``client.run(run.history + [Message.user(...)], ...)``. `turn` is
-    the number of model calls made so far.
+    the number of model calls made so far, `reasks` how many of them re-asked for an
+    answer that did not fit (``max_output_retries``).
+
+    `run_tools=False` makes a turn with tool calls end the run, the calls left to the
+    caller (`Client.stream` with ``max_output_retries``).
     """
 
     def __init__(self, history: Sequence[ResponseItem],
                  start_turn: Callable[[list[ResponseItem]], ResponseStream | None],
-                 tools: Sequence[PythonTool], *, max_turns: int, parallel: bool) -> None:
+                 tools: Sequence[PythonTool], *, max_turns: int, parallel: bool,
+                 max_output_retries: int = 0, run_tools: bool = True) -> None:
         self.history: list[ResponseItem] = list(history)
         self.turn = 0
+        self.reasks = 0
         self._start_turn = start_turn
         self._tools = {tool.name: tool for tool in tools}
         self._max_turns = max_turns
         self._parallel = parallel
+        self._max_output_retries = max_output_retries
+        self._run_tools = run_tools
+        self._turn_recorded = False  # the current stream's items are in `history`
         self._state = _State()
         self._finalizer = weakref.finalize(self, self._state.close)
         self._pending: deque[Event] = deque()
@@ -238,12 +254,26 @@ class RunStream:
             return
         result = stream.snapshot()
         self.history.extend(result.items)
+        self._turn_recorded = True
         output = stream.structured_output
-        if not result.tool_calls or (output is not None and output.answer_call(result) is not None):
-            self._finished = self._answered = True
+        answered = not result.tool_calls or (output is not None and output.answer_call(result) is not None)
+        if not answered and self._run_tools:
+            self._tool_turn = _Turn(result.tool_calls, self._tools, self._parallel)
+            self._tool_items = []
             return
-        self._tool_turn = _Turn(result.tool_calls, self._tools, self._parallel)
-        self._tool_items = []
+        if answered and output is not None and self._max_output_retries:
+            rejection = output.rejection(result)
+            if rejection is not None and self.reasks < self._max_output_retries:
+                self.reasks += 1
+                self._pending.append(OutputRejected(rejection.text, rejection.errors, self.reasks))
+                self.history.append(output.reask(rejection, result))
+                self._next_turn_due = True
+                return
+            if rejection is not None:  # the re-asks are spent: the run fails, after its events
+                self._finished = True
+                self._error = rejection
+                return
+        self._finished = self._answered = True
 
     def _collect_tool_result(self, wait: float) -> None:
         turn = self._tool_turn
@@ -259,7 +289,7 @@ class RunStream:
         if turn.finished:
             self.history.extend(self._tool_items)
             self._tool_turn = None
-            if self.turn >= self._max_turns:
+            if self.turn - self.reasks >= self._max_turns:
                 self._finished = True
                 self._error = MaxTurnsExceededError(self._max_turns, list(self.history))
             else:
@@ -281,10 +311,20 @@ class RunStream:
             self._finished = True
             return
         state.stream = stream
+        self._turn_recorded = False
         if state.closed.is_set():  # closed from another thread while the request was sent
             stream.close()
 
     # -- results ----------------------------------------------------------------------
+
+    def snapshot(self) -> ChatResult:
+        """The answer so far, without waiting: the current turn's (or the last one's)
+        `ChatResult` as far as it got, with `history` the run so far."""
+        stream = self._state.stream
+        if stream is None:
+            return dataclasses.replace(ChatAccumulator().snapshot(), history=list(self.history))
+        result = stream.snapshot()  # its history: the turn's input, then what it streamed so far
+        return dataclasses.replace(result, history=list(self.history)) if self._turn_recorded else result
 
     def collect(self) -> ChatResult:
         """Run the loop to its end; the last turn's answer, with `history` the whole run

@@ -26,14 +26,14 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired, Required, Union
 
 import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
 
-from .errors import InvalidInputError, LlmxError, shorten
+from .errors import InvalidInputError, LlmxError, SchemaProblem, list_problems, shorten
 
 _SUPPORTED = ("supported: str, int, float, bool, None, Any, Optional/Union, Literal, Enum, list[X], "
               "tuple[X, ...], tuple[X, Y], dict[str, X], dataclasses, TypedDicts and pydantic models")
@@ -48,13 +48,24 @@ class SchemaMismatch(LlmxError, ValueError):
 
     `where` is the path of the bad value (``Answer.items[0]``, ``trip.stops[1].city``;
     empty for the top level) and `problem` says what is wrong in words a model can
-    act on, e.g. ``expected an integer, got "three"``.
+    act on, e.g. ``expected an integer, got "three"``. `problems` lists every problem
+    found in the value (`where` and `problem` are the first one's), so that one answer
+    to the model can name them all.
     """
 
-    def __init__(self, where: str, problem: str) -> None:
+    def __init__(self, where: str, problem: str, *, problems: Sequence[SchemaProblem] = ()) -> None:
         self.where = where
         self.problem = problem
-        super().__init__(f"{where}: {problem}" if where else problem)
+        self.problems = list(problems) or [SchemaProblem(where, problem)]
+        super().__init__(list_problems(self.problems))
+
+    @classmethod
+    def combine(cls, errors: Sequence[SchemaMismatch]) -> SchemaMismatch:
+        """One error listing the problems of all of `errors` (not empty), in order."""
+        if len(errors) == 1:
+            return errors[0]
+        problems = [problem for error in errors for problem in error.problems]
+        return cls(problems[0].path, problems[0].message, problems=problems)
 
 
 class _NoDefault(enum.Enum):
@@ -421,6 +432,21 @@ def convert(value: Any, tp: Any, *, where: str) -> Any:
     raise InvalidInputError(where, f"unsupported type {_type_name(tp)}; {_SUPPORTED}")
 
 
+def _convert_all(members: Iterable[tuple[Any, Any, str]]) -> list[Any]:
+    """Each ``(value, type, path)`` converted; every member that does not fit is
+    reported, in one `SchemaMismatch`, rather than only the first."""
+    values: list[Any] = []
+    errors: list[SchemaMismatch] = []
+    for value, tp, where in members:
+        try:
+            values.append(convert(value, tp, where=where))
+        except SchemaMismatch as exc:
+            errors.append(exc)
+    if errors:
+        raise SchemaMismatch.combine(errors)
+    return values
+
+
 def _convert_scalar(value: Any, tp: type, where: str) -> Any:
     if isinstance(value, bool):
         if tp is bool:
@@ -457,13 +483,13 @@ def _convert_array(value: Any, tp: Any, where: str) -> Any:
     if _is_bare_tuple(tp):
         return tuple(value)
     if tp is list or typing.get_origin(tp) is list:
-        return [convert(item, args[0], where=f"{where}[{i}]") for i, item in enumerate(value)] if args else value
+        return _convert_all((item, args[0], f"{where}[{i}]") for i, item in enumerate(value)) if args else value
     if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(convert(item, args[0], where=f"{where}[{i}]") for i, item in enumerate(value))
+        return tuple(_convert_all((item, args[0], f"{where}[{i}]") for i, item in enumerate(value)))
     args = () if args == ((),) else args
     if len(value) != len(args):
         raise SchemaMismatch(where, f"expected an array of {len(args)} items, got {len(value)}: {_preview(value)}")
-    return tuple(convert(item, arg, where=f"{where}[{i}]") for i, (item, arg) in enumerate(zip(value, args, strict=True)))
+    return tuple(_convert_all((item, arg, f"{where}[{i}]") for i, (item, arg) in enumerate(zip(value, args, strict=True))))
 
 
 def _convert_dict(value: Any, tp: Any, where: str) -> Any:
@@ -472,8 +498,9 @@ def _convert_dict(value: Any, tp: Any, where: str) -> Any:
     args = typing.get_args(tp)
     if not args:
         return value
-    return {key: convert(item, args[1], where=f"{where}[{json.dumps(key, ensure_ascii=False)}]")
-            for key, item in value.items()}
+    values = _convert_all((item, args[1], f"{where}[{json.dumps(key, ensure_ascii=False)}]")
+                          for key, item in value.items())
+    return dict(zip(value, values, strict=True))
 
 
 def convert_fields(data: Any, fields: Sequence[FieldSpec], *, where: str, noun: str = "field") -> dict[str, Any]:
@@ -481,20 +508,33 @@ def convert_fields(data: Any, fields: Sequence[FieldSpec], *, where: str, noun: 
 
     Unknown and missing required members are refused (`noun` words the message:
     ``unknown argument 'x'; the arguments are: city, days``); members left out stay
-    out, so the constructor or function applies its defaults.
+    out, so the constructor or function applies its defaults. Every problem is
+    reported: the unknown members, the missing ones and each member that does not fit.
     """
     if not isinstance(data, dict):
         raise SchemaMismatch(where, f"expected a JSON object, got {_preview(data)}")
     known = {field.name for field in fields}
+    errors = []
     unknown = [key for key in data if key not in known]
     if unknown:
         listed = ", ".join(field.name for field in fields) or "none"
-        raise SchemaMismatch(where, f"unknown {noun} {unknown[0]!r}; the {noun}s are: {listed}")
+        errors.append(SchemaMismatch(where, f"unknown {_plural(noun, unknown)}; the {noun}s are: {listed}"))
     missing = [field.name for field in fields if field.required and field.name not in data]
     if missing:
-        raise SchemaMismatch(where, f"missing required {noun} {missing[0]!r}")
-    return {field.name: convert(data[field.name], field.hint, where=child_path(where, field.name))
-            for field in fields if field.name in data}
+        errors.append(SchemaMismatch(where, f"missing required {_plural(noun, missing)}"))
+    present = [field for field in fields if field.name in data]
+    try:
+        values = _convert_all((data[field.name], field.hint, child_path(where, field.name)) for field in present)
+    except SchemaMismatch as exc:
+        errors.append(exc)
+    if errors:
+        raise SchemaMismatch.combine(errors)
+    return dict(zip((field.name for field in present), values, strict=True))
+
+
+def _plural(noun: str, names: Sequence[str]) -> str:
+    """``field 'a'``, or ``fields 'a', 'b'``."""
+    return f"{noun}{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}"
 
 
 def _convert_class(value: Any, cls: type, where: str) -> Any:
@@ -517,9 +557,9 @@ def _convert_pydantic(value: Any, cls: type, where: str) -> Any:
     try:
         return cls.model_validate(value)  # type: ignore[attr-defined]
     except sys.modules["pydantic"].ValidationError as exc:
-        first = exc.errors()[0]  # the first is enough for the model to fix its output
-        raise SchemaMismatch(_pydantic_location(where, first["loc"]),
-                             f"{first['msg']}, got {_preview(first.get('input'))}") from None
+        raise SchemaMismatch.combine([
+            SchemaMismatch(_pydantic_location(where, error["loc"]), f"{error['msg']}, got {_preview(error.get('input'))}")
+            for error in exc.errors()]) from None
 
 
 # --- validation against a JSON Schema dict ----------------------------------------
@@ -536,15 +576,20 @@ def check_json_schema(schema: Any, *, where: str) -> None:
 
 
 def json_schema_problem(value: Any, schema: Mapping[str, Any]) -> SchemaMismatch | None:
-    """Why `value` does not validate against `schema` (the most relevant error), or None."""
+    """Why `value` does not validate against `schema` (every error, in the order the
+    validator met them), or None."""
     validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    if error is None:
-        return None
-    where = ""
-    for part in error.absolute_path:
-        where = f"{where}[{part}]" if isinstance(part, int) else child_path(where, str(part))
-    return SchemaMismatch(where, error.message)
+    errors = []
+    for found in validator.iter_errors(value):
+        # Under anyOf/oneOf the error's context holds each branch's errors: the most
+        # relevant of them says more than "is not valid under any of the given schemas".
+        error = jsonschema.exceptions.best_match([found])
+        assert error is not None  # (best_match of one error is that error or one of its context)
+        where = ""
+        for part in error.absolute_path:
+            where = f"{where}[{part}]" if isinstance(part, int) else child_path(where, str(part))
+        errors.append(SchemaMismatch(where, error.message))
+    return SchemaMismatch.combine(errors) if errors else None
 
 
 # --- OpenAI strict mode --------------------------------------------------------------

@@ -98,7 +98,7 @@ class OutputSchema:
     def parse(self, text: str) -> Any:
         """The reply as the target's value (an instance, or the JSON value for a dict schema).
 
-        Raises `OutputValidationError` with the text and the reason.
+        Raises `OutputValidationError` with the text and every problem found.
         """
         try:
             value = json.loads(text)
@@ -107,12 +107,12 @@ class OutputSchema:
         if self.target is None:
             problem = json_schema_problem(value, self.schema)
             if problem is not None:
-                raise OutputValidationError(text, str(problem))
+                raise OutputValidationError(text, problem.problems)
             return value
         try:
             return convert(value, self.target, where=self.target.__name__)
         except SchemaMismatch as exc:
-            raise OutputValidationError(text, str(exc)) from None
+            raise OutputValidationError(text, exc.problems) from None
 
 
 def requested_output(output_schema: Any, response_format: Any) -> OutputSchema | None:

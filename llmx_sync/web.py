@@ -40,6 +40,7 @@ from .events import (
     OutputItemAdded,
     OutputItemDone,
     OutputJsonDelta,
+    OutputRejected,
     OutputTextDelta,
     RateLimits,
     ReasoningContentDelta,
@@ -164,8 +165,8 @@ def text_body(stream: StreamLike) -> Iterator[bytes]:
                     yield delta.encode()
                 case (Created() | OutputItemAdded() | OutputItemDone() | FunctionCallArgumentsDelta()
                       | ReasoningContentDelta() | ReasoningSummaryDelta() | ReasoningSummaryPartAdded()
-                      | Completed() | RateLimits() | ToolResult() | OutputJsonDelta()):
-                    pass  # only the answer's text goes out
+                      | Completed() | RateLimits() | ToolResult() | OutputJsonDelta() | OutputRejected()):
+                    pass  # only the answer's text goes out (a rejected attempt's cannot be taken back)
                 case _:
                     assert_never(event)
     finally:

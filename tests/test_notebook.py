@@ -118,7 +118,10 @@ def test_a_tool_loop_is_shown_with_each_result(fake_display: FakeDisplay, llm_se
 
     with Client(base_url=llm_server.url) as client:
         result = display_stream(client.run("Weather?", model="m", tools=[get_weather]))
-    assert result.text == "Sunny." and [c.call_id for c in result.tool_calls] == ["call-1"]
+    # The result is the run's own collect(): the last turn's answer, the whole run in `history`.
+    assert result.text == "Sunny." and result.tool_calls == []
+    assert [type(item).__name__ for item in result.history] == [
+        "Message", "FunctionCall", "FunctionCallOutput", "Message"]
     assert fake_display.shown[-1] == (
         'Sunny.\n\n- tool call ` get_weather({"city": "Paris"}) ` → ` sunny in Paris `')
 
