@@ -174,6 +174,8 @@ def test_the_example_notebook_streams_into_its_output(llm_server: Any, monkeypat
     streaming_cell = next(cell for cell in notebook.cells if "display_stream(" in cell.source)
     shown = [output["data"]["text/markdown"] for output in streaming_cell.outputs if output.get("data")]
     assert shown == ["".join(tokens)]
+    # What a frontend without Markdown shows, and the saved notebook keeps beside it: the text.
+    assert [output["data"]["text/plain"] for output in streaming_cell.outputs if output.get("data")] == shown
     assert llm_server.requests[0].json()["model"] == "test-model"
     printed = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
     assert printed.startswith("stop")
@@ -182,3 +184,42 @@ def test_the_example_notebook_streams_into_its_output(llm_server: Any, monkeypat
 def test_a_tool_call_with_backticks_gets_a_longer_code_fence() -> None:
     call = FunctionCall(name="run", arguments='{"cmd":"`ls`"}', call_id="c")
     assert render_markdown("", "", [call]) == '- tool call `` run({"cmd":"`ls`"}) ``'
+
+
+def test_the_plain_text_form_of_the_display_is_the_answer() -> None:
+    # IPython's own formatter, as a kernel runs it for each display and update.
+    from IPython.core.formatters import DisplayFormatter
+
+    from llmx_sync.notebook import _MarkdownText
+
+    data, _ = DisplayFormatter().format(_MarkdownText("**Rivers** carve canyons."))
+    assert data == {"text/plain": "**Rivers** carve canyons.", "text/markdown": "**Rivers** carve canyons."}
+
+
+def test_terminal_ipython_shows_the_answer_once_as_it_grows(llm_server: Any, tmp_path: Path) -> None:
+    # Terminal IPython prints every update of a display as a new output: the answer is
+    # written out as it grows instead, each piece once.
+    pexpect = pytest.importorskip("pexpect")
+    tokens = ["Rivers ", "carve ", "canyons ", "slowly, ", "grain ", "by ", "grain."]
+    llm_server.enqueue(Reply(body=paced(text_stream_body(tokens), 0.1)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "IPYTHONDIR": str(tmp_path / "ipython"), "TERM": "dumb"}
+    ipython = pexpect.spawn(sys.executable, ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=NoColor"],
+                            env=env, encoding="utf-8", timeout=60, dimensions=(24, 200))
+    try:
+        ipython.expect_exact("In [1]: ")
+        ipython.sendline("from llmx_sync.client import Client; from llmx_sync.notebook import display_stream")
+        ipython.expect_exact("In [2]: ")
+        ipython.sendline(f"r = display_stream(Client(base_url={llm_server.url!r}).stream('hi', model='m'), "
+                         "throttle=0.05); print('parsed:', repr(r.text))")
+        ipython.expect_exact("In [3]: ")
+        output = ipython.before
+        ipython.sendline("exit")
+        ipython.expect(pexpect.EOF)
+    finally:
+        ipython.close(force=True)
+    shown = output.replace("\r\n", "\n")
+    assert "IPython.core.display" not in shown and "Markdown object" not in shown
+    answer = "".join(tokens)
+    assert f"{answer}\nparsed: {answer!r}" in shown
+    assert shown.split("\nparsed: ")[0].count("Rivers") == 1  # written once, not once per redraw
