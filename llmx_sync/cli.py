@@ -1,17 +1,25 @@
-"""The command line: ``llmx-sync chat "…"`` (also ``python -m llmx_sync chat "…"``).
+"""The command line: ``llmx-sync chat "…"`` (also ``python -m llmx_sync chat "…"``)
+and ``llmx-sync logs``.
 
-Streams one answer to stdout as it arrives, with usage and timings on stderr;
-with ``--tool module:function`` it runs the tool loop (`Client.run`), showing
-each tool's result between the model's turns. Argument handling (`build_parser`,
-`load_prompt`, `make_client`, …) is kept apart from rendering (`Renderer`,
-`JsonRenderer`, `format_stats`) so that each piece can be tested alone;
-`run_chat` wires them together.
+``chat`` streams one answer to stdout as it arrives, with usage and timings on
+stderr; with ``--tool module:function`` it runs the tool loop (`Client.run`),
+showing each tool's result between the model's turns. Run on a terminal without a
+message, it is an interactive chat. Each conversation is saved as a rollout file
+(`sessions`), which ``-c``/``--conversation`` continue and ``logs`` lists.
+Argument handling (`build_parser`, `load_prompt`, `make_client`, …) is kept apart
+from rendering (`Renderer`, `JsonRenderer`, `format_stats`) so that each piece can
+be tested alone; `run_chat` wires them together.
+
+A subcommand is a `Command` in `COMMANDS`: its name, its arguments and the function
+that runs it. A usage error found after parsing is a `UsageError`, printed with that
+subcommand's usage.
 
 Exit codes: 0 done, 1 API/stream/configuration error, 2 usage error (bad
-arguments, unreadable or malformed ``--history``/``--tools`` files, a ``--tool``
-that cannot be loaded), 130 interrupted (Ctrl-C). A closed stdout (``| head``)
-ends the run quietly with 1. Errors are printed as one line, the server's own
-message rather than its body, and the SDK's hint on a second line when it has one.
+arguments, unreadable or malformed ``--history``/``--tools``/``--schema`` files, a
+``--tool`` that cannot be loaded), 130 interrupted (Ctrl-C). A closed stdout
+(``| head``) ends the run quietly with 1. Errors are printed as one line, the
+server's own message rather than its body, and the SDK's hint on a second line
+when it has one.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import importlib
 import importlib.util
 import itertools
 import json
+import math
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,7 +42,7 @@ from types import ModuleType
 from typing import Any, TextIO, assert_never
 
 from ._jsonrules import json_type_name
-from .aggregate import aggregate
+from .aggregate import ChatResult, aggregate
 from .chat.request import TOOL_CHOICE_KEYWORDS
 from .client import Client
 from .errors import InvalidInputError, LlmxError, UnexpectedStatusError, list_problems, shorten
@@ -69,8 +79,11 @@ from .prompt import Prompt
 from .providers import BUILTIN_PROVIDERS, ConfigFile, Provider, env_value
 from .response import ResponseStream
 from .runner import RunStream
+from .sessions import Session, SessionStore, llmx_home
 from .settings import RequestOptions
+from .structured import OutputSchema
 from .tools import FunctionTool, ToolSpec, tool_from_dict
+from .transport import display_url
 
 PROG = "llmx-sync"
 #: For a provider with no model of its own (``--base-url``; most local servers ignore the name).
@@ -125,20 +138,51 @@ tools:
   or $PYTHONPATH; the function's type hints and docstring describe it (see
   llmx_sync.tool). Repeat --tool for several functions.
 
-model: --model, else $LLMX_MODEL, else the config's `model`, else the provider's
+model: --model, else $LLMX_MODEL, else the continued conversation's, else the
+  config's `model`, else the provider's
   ({", ".join(f"{key}: {builtin.model}" for key, builtin in BUILTIN_PROVIDERS.items())}),
   else {DEFAULT_CUSTOM_MODEL}.
 
+the message: the MESSAGE argument; with stdin piped in, stdin's text comes
+  first, then a blank line, then MESSAGE (`cat notes.txt | llmx-sync chat
+  "Summarise"`), or stdin alone without MESSAGE. On a terminal without MESSAGE,
+  an interactive chat: Ctrl-C cancels the answer being written, Ctrl-D leaves;
+  the lines typed are kept for the arrow keys in $LLMX_HOME/chat_history.
+
+conversations: each one is saved as a rollout file (JSONL, as Codex and llmx
+  write them) in $LLMX_HOME/sessions/ ($LLMX_HOME is ~/.llmx unless set), once
+  its answer is complete; --no-log saves nothing. -c continues the most recent
+  conversation, --conversation ID (or the start of one) a given one, with its
+  model and system message unless -m/-s say otherwise. `llmx-sync logs` lists
+  them, `llmx-sync logs ID` shows one.
+
+structured output: --schema FILE.json (a JSON Schema) or --schema
+  module:Class (a dataclass, TypedDict or pydantic model) asks for JSON of that
+  schema and checks the answer (exit 1 when it does not fit);
+  --max-output-retries N asks the model again, up to N times, with what was
+  wrong.
+
 exit codes: 0 done, 1 API/stream/configuration error, 2 usage error
-  (including unreadable or malformed --history/--tools files and a --tool that
-  cannot be loaded), 130 interrupted. An error is one line on stderr (the
-  server's message), with a second `hint:` line when the SDK can tell what to do.
+  (including unreadable or malformed --history/--tools/--schema files and a
+  --tool that cannot be loaded), 130 interrupted. An error is one line on stderr
+  (the server's message), with a second `hint:` line when the SDK can tell what
+  to do.
 
 examples:
   llmx-sync chat "Why is the sky blue?" --provider local
-  echo "Summarise this" | llmx-sync chat - --base-url http://127.0.0.1:8080/v1
+  git diff | llmx-sync chat "Write a commit message" --base-url http://127.0.0.1:8080/v1
+  llmx-sync chat -c "And in French?"
   llmx-sync chat --history chat.jsonl --json | jq -c 'select(.type=="completed")'
   llmx-sync chat "Weather in Paris?" --tool weather:get_weather --tool ./tools.py:convert
+  llmx-sync chat "Describe Paris" --schema city.json --max-output-retries 2
+"""
+
+_LOGS_DESCRIPTION = """\
+List the saved conversations, the most recent first, or show one.
+
+Conversations are the rollout files in $LLMX_HOME/sessions/ ($LLMX_HOME is
+~/.llmx unless set); `llmx-sync chat -c` continues the most recent one,
+`--conversation ID` any of them.
 """
 
 
@@ -149,43 +193,68 @@ class UsageError(Exception):
 # --- arguments ----------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number_type(convert: Callable[[str], Any], what: str, accept: Callable[[Any], bool]) -> Callable[[str], Any]:
+    """An argparse `type`: `convert` the text, and refuse what `accept` does not, both
+    with ``expected <what>, got '<text>'``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 2.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2, got {text!r}")
-    return value
+_positive_int = _number_type(int, "a positive integer", lambda value: value > 0)
+_temperature = _number_type(float, "a number from 0 to 2", lambda value: 0.0 <= value <= 2.0)
+_duration = _number_type(float, "a number of seconds above 0", lambda value: 0 < value < math.inf)
+_count = _number_type(int, "a whole number of 0 or more", lambda value: value >= 0)
+
+
+def version() -> str:
+    from . import __version__  # here, not at the top: the package's __init__ is a layer above
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: `configure` adds its arguments to its parser, `run(args, out, err)`
+    does the work and returns the exit code (raising `UsageError` for a usage problem
+    found after parsing, `LlmxError` and `KeyboardInterrupt` for `main` to report)."""
+
+    name: str
+    help: str
+    description: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, TextIO, TextIO], int]
+    epilog: str | None = None
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    chat = commands.add_parser(
-        "chat",
-        help="stream one answer",
-        description=_DESCRIPTION,
-        epilog=_CHAT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    chat.set_defaults(command_parser=chat)  # for usage errors found after parsing
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.description,
+                                  epilog=command.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(run=command.run, command_parser=sub)  # the parser: for usage errors after parsing
+        command.configure(sub)
+    return parser
+
+
+def configure_chat(chat: argparse.ArgumentParser) -> None:
     chat.add_argument(
         "message", nargs="?",
-        help="the user message; `-` reads it from stdin; may be left out when --history "
-             "ends with a user message or a tool output",
+        help="the user message (after stdin's text, when stdin is piped in); `-` reads it from stdin only; "
+             "may be left out when --history ends with a user message or a tool output; left out on a "
+             "terminal, an interactive chat",
     )
 
     where = chat.add_argument_group("provider")
@@ -216,6 +285,22 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     request.add_argument("--tool-choice", metavar="CHOICE",
                          help="auto, none, required, or the name of a function to call (with --tool: "
                               "the first turn only)")
+    request.add_argument("--schema", metavar="SCHEMA",
+                         help="structured output: a JSON Schema file, or module:Class (a dataclass, TypedDict "
+                              "or pydantic model; module may be a path to a .py file)")
+    request.add_argument("--max-output-retries", metavar="N", type=_count,
+                         help="with --schema: ask again, up to N times, when the answer does not fit")
+    request.add_argument("--timeout", metavar="SECONDS", type=_duration,
+                         help="the most time the whole request may take (retries, waiting, the answer)")
+
+    conversation = chat.add_argument_group("conversation")
+    conversation.add_argument("-c", "--continue", action="store_true", dest="continue_",
+                              help="continue the most recent conversation")
+    conversation.add_argument("--conversation", metavar="ID",
+                              help="continue the conversation with this id (or the start of it); see "
+                                   f"`{PROG} logs`")
+    conversation.add_argument("-n", "--no-log", action="store_true",
+                              help="do not save this conversation (nor the interactive chat's typed lines)")
 
     output = chat.add_argument_group("output")
     output.add_argument("--json", action="store_true",
@@ -223,26 +308,39 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     output.add_argument("--aggregate", action="store_true",
                         help="print only finished items (reasoning, the whole answer, tool calls)")
     output.add_argument("-q", "--quiet", action="store_true", help="no usage and timing lines on stderr")
-    return parser
+
+
+def check_chat_args(args: argparse.Namespace) -> None:
+    """The checks of `chat`'s arguments that argparse cannot express (`UsageError`)."""
+    if args.provider is not None and args.config is None and args.provider not in BUILTIN_PROVIDERS:
+        raise UsageError(f"argument --provider: invalid choice: {args.provider!r} "
+                         f"(choose from {', '.join(BUILTIN_PROVIDERS)}, or name a table with --config)")
+    if args.api_key is not None:
+        if not args.api_key.strip():
+            raise UsageError("argument --api-key: the key is empty")
+        if args.base_url is None and args.provider is None and args.config is None:
+            raise UsageError("argument --api-key: needs --base-url, --provider or --config")
+    if args.python_tools:
+        if args.tools is not None:
+            raise UsageError("argument --tools: not with --tool (the loop can only run Python functions; "
+                             "describe every tool as a --tool)")
+    elif args.max_turns is not None:
+        raise UsageError("argument --max-turns: needs --tool")
+    if args.max_output_retries is not None and args.schema is None:
+        raise UsageError("argument --max-output-retries: needs --schema")
+    if args.continue_ and args.conversation is not None:
+        raise UsageError("argument --conversation: not with -c/--continue (which continues the most recent one)")
+    if (args.continue_ or args.conversation is not None) and args.history is not None:
+        raise UsageError("argument --history: not with -c/--continue or --conversation (the conversation is "
+                         "the history)")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """argparse plus the checks it cannot express; exits 2 (SystemExit) on misuse."""
-    args = parser.parse_args(argv)
-    if args.provider is not None and args.config is None and args.provider not in BUILTIN_PROVIDERS:
-        parser.error(f"argument --provider: invalid choice: {args.provider!r} "
-                     f"(choose from {', '.join(BUILTIN_PROVIDERS)}, or name a table with --config)")
-    if args.api_key is not None:
-        if not args.api_key.strip():
-            parser.error("argument --api-key: the key is empty")
-        if args.base_url is None and args.provider is None and args.config is None:
-            parser.error("argument --api-key: needs --base-url, --provider or --config")
-    if args.python_tools:
-        if args.tools is not None:
-            parser.error("argument --tools: not with --tool (the loop can only run Python functions; "
-                         "describe every tool as a --tool)")
-    elif args.max_turns is not None:
-        parser.error("argument --max-turns: needs --tool")
+    """argparse, with an unknown argument reported by the subcommand it was given to
+    (its own usage, not the top level's); exits 2 (SystemExit) on misuse."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
 
 
@@ -250,14 +348,39 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
 
 def read_message(args: argparse.Namespace, stdin: TextIO) -> str | None:
-    """The positional message, stdin's text for `-`, or None."""
-    if args.message != "-":
-        message: str | None = args.message
+    """The user message: the positional one, after stdin's text when stdin is piped
+    in (a blank line between); stdin's alone for `-` or without one; or None.
+
+    Only a pipe, a file or a socket is read: a terminal (`is_piped` is false) is left
+    for the interactive chat, and so is an stdin without a descriptor.
+    """
+    if args.message == "-":
+        text = stdin.read().rstrip("\r\n")
+        if not text.strip():
+            raise UsageError("the message read from stdin is empty")
+        return text
+    piped = stdin.read().rstrip() if is_piped(stdin) else ""
+    message: str | None = args.message
+    if not piped.strip():
         return message
-    text = stdin.read().rstrip("\r\n")
-    if not text.strip():
-        raise UsageError("the message read from stdin is empty")
-    return text
+    return piped if message is None else f"{piped}\n\n{message}"
+
+
+def is_piped(stream: TextIO) -> bool:
+    """True when `stream` is a pipe, a regular file or a socket: input someone sent,
+    as opposed to a terminal or ``/dev/null``."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):  # (io.UnsupportedOperation is an OSError)
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
+
+
+def is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _read_text(option: str, path: Path) -> str:
@@ -312,15 +435,8 @@ def load_python_tools(specs: Sequence[str]) -> list[PythonTool]:
 def load_python_tool(spec: str, modules: dict[str, ModuleType] | None = None) -> PythonTool:
     """The tool of ``module:function`` or ``path/to/file.py:function``; `modules` caches
     the modules already imported. Raises `UsageError` saying what is wrong."""
-    where, colon, name = spec.rpartition(":")
-    if not colon or not where or not name:
-        raise UsageError(f"--tool {spec}: expected MODULE:FUNCTION or FILE.py:FUNCTION")
-    cache = {} if modules is None else modules
-    if where not in cache:
-        cache[where] = _import_tool_module(spec, where)
-    function: object = getattr(cache[where], name, None)
-    if function is None:
-        raise UsageError(f"--tool {spec}: {where} has no function {name!r}")
+    function = load_python_object("--tool", spec, modules, kind="function")
+    name = spec.rpartition(":")[2]
     if isinstance(function, PythonTool):  # already made with @llmx_sync.tool
         return function
     if isinstance(function, FunctionTool) or not callable(function):
@@ -331,12 +447,28 @@ def load_python_tool(spec: str, modules: dict[str, ModuleType] | None = None) ->
         raise UsageError(f"--tool {spec}: {exc}") from None
 
 
-def _import_tool_module(spec: str, where: str) -> ModuleType:
+def load_python_object(option: str, spec: str, modules: dict[str, ModuleType] | None = None, *,
+                       kind: str = "class") -> object:
+    """What ``module:name`` or ``path/to/file.py:name`` names (a `kind`, for messages);
+    `modules` caches the modules already imported. Raises `UsageError` naming `option`."""
+    where, colon, name = spec.rpartition(":")
+    if not colon or not where or not name:
+        raise UsageError(f"{option} {spec}: expected MODULE:{kind.upper()} or FILE.py:{kind.upper()}")
+    cache = {} if modules is None else modules
+    if where not in cache:
+        cache[where] = _import_module(option, spec, where)
+    found: object = getattr(cache[where], name, None)
+    if found is None:
+        raise UsageError(f"{option} {spec}: {where} has no {kind} {name!r}")
+    return found
+
+
+def _import_module(option: str, spec: str, where: str) -> ModuleType:
     """Import ``where``: a file when it looks like a path, else a module name, looked up in
     the current directory first (the ``llmx-sync`` script does not put it on the path)."""
     try:
         if where.endswith(".py") or os.sep in where or "/" in where:
-            return _import_file(spec, Path(where))
+            return _import_file(option, spec, Path(where))
         cwd = os.getcwd()
         added = cwd not in sys.path
         if added:
@@ -349,24 +481,24 @@ def _import_tool_module(spec: str, where: str) -> ModuleType:
     except UsageError:
         raise
     except ModuleNotFoundError as exc:
-        raise UsageError(f"--tool {spec}: cannot import {where}: {exc} (is it in the current directory "
+        raise UsageError(f"{option} {spec}: cannot import {where}: {exc} (is it in the current directory "
                          "or on $PYTHONPATH?)") from None
     except Exception as exc:  # the module's own code failed: show how, not a traceback
-        raise UsageError(f"--tool {spec}: importing {where} failed: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"{option} {spec}: importing {where} failed: {type(exc).__name__}: {exc}") from None
 
 
-_tool_files = itertools.count(1)
+_module_files = itertools.count(1)
 
 
-def _import_file(spec: str, path: Path) -> ModuleType:
+def _import_file(option: str, spec: str, path: Path) -> ModuleType:
     if not path.is_file():
-        raise UsageError(f"--tool {spec}: no such file: {path}")
+        raise UsageError(f"{option} {spec}: no such file: {path}")
     # A name of its own, registered before it runs: dataclasses and pickling look
     # their module up in sys.modules.
-    name = f"_llmx_sync_tool_{next(_tool_files)}_{path.stem}"
+    name = f"_llmx_sync_module_{next(_module_files)}_{path.stem}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
-        raise UsageError(f"--tool {spec}: {path} cannot be imported as a Python module")
+        raise UsageError(f"{option} {spec}: {path} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
     try:
@@ -409,35 +541,73 @@ def _ends_a_turn(items: Sequence[ResponseItem]) -> bool:
 
 @dataclass
 class ChatRequest:
-    """What `load_prompt` read from the arguments and files."""
+    """What `load_prompt` read from the arguments and files. `interactive`: no message
+    was given on a terminal, so the user types the messages."""
 
     prompt: Prompt
     tool_choice: str | None = None
     #: The `--tool` functions: when there are any, the request runs the tool loop.
     functions: list[PythonTool] = field(default_factory=list)
+    #: The `--schema` target (a class, or a JSON Schema dict).
+    schema: Any = None
+    interactive: bool = False
 
 
-def load_prompt(args: argparse.Namespace, stdin: TextIO | None = None) -> ChatRequest:
-    """The prompt of `args`: history, message, tools, tool choice and system text.
+def load_prompt(args: argparse.Namespace, stdin: TextIO | None = None,
+                conversation: Session | None = None) -> ChatRequest:
+    """The prompt of `args`: the conversation or history, message, tools, tool choice,
+    system text and schema. `conversation` is the one `-c`/`--conversation` continues
+    (its system message is kept unless `--system` gives one).
 
     Raises `UsageError` naming the option and file for anything malformed.
     """
-    message = read_message(args, stdin if stdin is not None else sys.stdin)
+    stdin = stdin if stdin is not None else sys.stdin
+    message = read_message(args, stdin)
     items: list[ResponseItem] = load_history(args.history) if args.history is not None else []
+    if conversation is not None:
+        items = load_conversation_items(conversation)
+    interactive = False
     if message is not None:
         items.append(Message.user(message))
+    elif is_terminal(stdin):
+        interactive = True
     elif not _ends_a_turn(items):
-        if args.history is None:
+        if args.history is None and conversation is None:
             raise UsageError("a message is required (or `-` to read it from stdin)")
-        raise UsageError(f"--history {args.history} does not end with a user message or a tool output; "
-                         "give a message")
+        source = f"--history {args.history}" if conversation is None else f"conversation {conversation.id}"
+        raise UsageError(f"{source} does not end with a user message or a tool output; give a message")
     tools = load_tools(args.tools) if args.tools is not None else []
     functions = load_python_tools(args.python_tools or ())
     names = ([t.name for t in [*tools, *functions] if isinstance(t, FunctionTool)]
              if args.tools is not None or functions else None)
     # With --tool, a forced choice holds for the first turn only (Client.run), so it can be given.
     choice = tool_choice_value(args.tool_choice, names)
-    return ChatRequest(Prompt(input=items, tools=tools, instructions=args.system), choice, functions)
+    instructions = args.system if args.system is not None or conversation is None else conversation.instructions
+    schema = load_schema(args.schema) if args.schema is not None else None
+    return ChatRequest(Prompt(input=items, tools=tools, instructions=instructions), choice, functions, schema,
+                       interactive)
+
+
+def load_conversation_items(conversation: Session) -> list[ResponseItem]:
+    try:
+        return conversation.items()
+    except InvalidInputError as exc:
+        raise UsageError(f"conversation {conversation.id}: {exc}") from None
+
+
+def load_schema(spec: str) -> Any:
+    """The target of `--schema`: a JSON Schema dict read from a file, or the class of
+    ``module:Class`` / ``path/to/file.py:Class``; checked as `response_format` is."""
+    path = Path(spec)
+    if path.suffix == ".json" or path.is_file():
+        target: Any = _json_file("--schema", path)
+    else:
+        target = load_python_object("--schema", spec)
+    try:
+        OutputSchema.for_target(target)
+    except InvalidInputError as exc:
+        raise UsageError(f"--schema {spec}: {exc}") from None
+    return target
 
 
 # --- provider and model -----------------------------------------------------------
@@ -460,16 +630,20 @@ def make_client(args: argparse.Namespace) -> tuple[Client, str | None]:
     return Client(provider, base_url=args.base_url, api_key=args.api_key), config_model
 
 
-def pick_model(args: argparse.Namespace, provider: Provider, config_model: str | None) -> str:
-    """--model, $LLMX_MODEL, the config's `model`, the provider's, then `DEFAULT_CUSTOM_MODEL`."""
-    model: str | None = args.model or env_value("LLMX_MODEL") or config_model or provider.defaults.model
+def pick_model(args: argparse.Namespace, provider: Provider, config_model: str | None,
+               conversation_model: str | None = None) -> str:
+    """--model, $LLMX_MODEL, the continued conversation's, the config's `model`, the
+    provider's, then `DEFAULT_CUSTOM_MODEL`."""
+    model: str | None = (args.model or env_value("LLMX_MODEL") or conversation_model or config_model
+                         or provider.defaults.model)
     return model or DEFAULT_CUSTOM_MODEL
 
 
-def request_options(args: argparse.Namespace, model: str, tool_choice: str | None) -> RequestOptions:
+def request_options(args: argparse.Namespace, model: str, tool_choice: str | None,
+                    schema: Any = None) -> RequestOptions:
     """The request settings the flags give (the others stay the provider's)."""
     flags = {"model": model, "max_tokens": args.max_tokens, "temperature": args.temperature,
-             "tool_choice": tool_choice}
+             "tool_choice": tool_choice, "timeout": args.timeout, "response_format": schema}
     return RequestOptions(**{name: value for name, value in flags.items() if value is not None})
 
 
@@ -684,35 +858,267 @@ def format_stats(stats: Stats) -> list[str]:
 # --- running --------------------------------------------------------------------
 
 
-def run_chat(args: argparse.Namespace, request: ChatRequest, out: TextIO, err: TextIO) -> int:
-    """Stream the answer to `request`. Raises `LlmxError` and `KeyboardInterrupt` to `main`."""
-    renderer: Renderer | JsonRenderer = JsonRenderer(out) if args.json else Renderer(out, Style.for_stream(out))
+class ConversationLog:
+    """Where this run's exchanges are saved: `session` (created at the first one when
+    none is continued), of which `recorded` items are on disk. `store` None: nothing
+    is saved (``--no-log``)."""
+
+    def __init__(self, store: SessionStore | None, session: Session | None = None, recorded: int = 0) -> None:
+        self.store = store
+        self.session = session
+        self.recorded = recorded
+
+    def record(self, history: Sequence[ResponseItem], model: str, instructions: str | None) -> None:
+        """Save the items of `history` (the whole conversation) not saved yet."""
+        if self.store is None:
+            return
+        if self.session is None:
+            self.session = self.store.create(originator=PROG, version=version(), instructions=instructions)
+        self.session.append(history[self.recorded:], model=model, instructions=instructions)
+        self.recorded = len(history)
+
+    def record_or_warn(self, history: Sequence[ResponseItem], model: str, instructions: str | None,
+                       err: TextIO) -> None:
+        """`record`; a file that cannot be written is a warning (the answer was shown)."""
+        try:
+            self.record(history, model, instructions)
+        except OSError as exc:
+            err.write(f"{PROG}: warning: the conversation could not be saved: {exc}\n")
+
+
+def open_conversation(args: argparse.Namespace) -> ConversationLog:
+    """The conversation `-c`/`--conversation` continue (a `UsageError` when there is no
+    such one), or a new one; saved unless `--no-log`."""
+    store = SessionStore.default()
+    save_to = None if args.no_log else store
+    if not args.continue_ and args.conversation is None:
+        return ConversationLog(save_to)
+    try:
+        session = store.latest() if args.continue_ else store.find(args.conversation)
+    except (LookupError, OSError, InvalidInputError) as exc:
+        raise UsageError(f"--conversation: {exc}") from None
+    if session is None:
+        raise UsageError(f"-c/--continue: there is no conversation yet in {store.root}")
+    return ConversationLog(save_to, session, len(load_conversation_items(session)))
+
+
+def chat_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``llmx-sync chat``."""
+    check_chat_args(args)
+    log = open_conversation(args)
+    request = load_prompt(args, conversation=log.session)
+    return run_chat(args, request, out, err, log)
+
+
+def run_chat(args: argparse.Namespace, request: ChatRequest, out: TextIO, err: TextIO,
+             log: ConversationLog | None = None) -> int:
+    """Stream the answer to `request` (or, `request.interactive`, chat) and save the
+    exchange to `log`. Raises `LlmxError` and `KeyboardInterrupt` to `main`."""
+    log = log if log is not None else ConversationLog(None)
     client, config_model = make_client(args)
     with client:
-        model = pick_model(args, client.provider, config_model)
-        stats = Stats(started=time.monotonic())
-        try:
-            options = request_options(args, model, request.tool_choice)
-            stream: ResponseStream | RunStream
-            if request.functions:
-                stream = client.run(request.prompt, tools=request.functions, options=options,
-                                    max_turns=args.max_turns or DEFAULT_MAX_TURNS)
-            else:
-                stream = client.stream(request.prompt, options=options)
-            with stream:
-                events: Iterable[Event] = observe(stream, stats)
-                if args.aggregate:
-                    events = aggregate(events, mode="aggregated")
-                for event in events:
-                    renderer.render(event)
-        finally:
-            renderer.finish()
-        stats.ended = time.monotonic()
+        model = pick_model(args, client.provider, config_model, log.session.model if log.session else None)
+        options = request_options(args, model, request.tool_choice, request.schema)
+        if request.interactive:
+            return chat_interactively(args, client, request, options, model, log, out, err)
+        result, stats = stream_answer(args, client, request, request.prompt, options, out)
+    log.record_or_warn(result.history, model, request.prompt.instructions, err)
     if not args.quiet:
         for line in format_stats(stats):
             err.write(line + "\n")
         err.flush()
     return EXIT_OK
+
+
+def stream_answer(args: argparse.Namespace, client: Client, request: ChatRequest, prompt: Prompt,
+                  options: RequestOptions, out: TextIO) -> tuple[ChatResult, Stats]:
+    """Send `prompt`, write the answer to `out` as it streams, and return it with its
+    timings. Raises `LlmxError` (the answer checked against `--schema` included)."""
+    renderer: Renderer | JsonRenderer = JsonRenderer(out) if args.json else Renderer(out, Style.for_stream(out))
+    stats = Stats(started=time.monotonic())
+    try:
+        stream: ResponseStream | RunStream
+        if request.functions:
+            stream = client.run(prompt, tools=request.functions, options=options,
+                                max_turns=args.max_turns or DEFAULT_MAX_TURNS,
+                                max_output_retries=args.max_output_retries or 0)
+        elif args.max_output_retries is not None:
+            stream = client.stream(prompt, options=options, max_output_retries=args.max_output_retries)
+        else:
+            stream = client.stream(prompt, options=options)
+        with stream:
+            events: Iterable[Event] = observe(stream, stats)
+            if args.aggregate:
+                events = aggregate(events, mode="aggregated")
+            for event in events:
+                renderer.render(event)
+            result = stream.collect()
+    finally:
+        renderer.finish()
+    stats.ended = time.monotonic()
+    return result, stats
+
+
+PROMPT = "> "
+
+
+def chat_interactively(args: argparse.Namespace, client: Client, request: ChatRequest, options: RequestOptions,
+                       model: str, log: ConversationLog, out: TextIO, err: TextIO) -> int:
+    """Read a message, stream the answer, until Ctrl-D (or ``exit``). Ctrl-C while an
+    answer streams cancels it (the exchange is not kept); an error is shown and the
+    chat goes on. A conversation that ends with a user message is answered first."""
+    save_lines = _line_editing(None if args.no_log else llmx_home() / "chat_history")
+    err.write(f"Chatting with {model} at {display_url(client.provider.connection.base_url)}. "
+              "Ctrl-C cancels an answer, Ctrl-D (or `exit`) leaves.\n")
+    err.flush()
+    items = list(request.prompt.input)
+    answer_first = _ends_a_turn(items)
+    try:
+        while True:
+            if answer_first:
+                attempt, answer_first = items, False
+            else:
+                try:
+                    text = input(PROMPT)
+                except EOFError:
+                    out.write("\n")
+                    return EXIT_OK
+                except KeyboardInterrupt:
+                    out.write("\n")
+                    continue
+                if text.strip() in ("exit", "quit"):
+                    return EXIT_OK
+                if not text.strip():
+                    continue
+                attempt = [*items, Message.user(text)]
+            try:
+                result, _ = stream_answer(args, client, request, dataclasses.replace(request.prompt, input=attempt),
+                                          options, out)
+            except KeyboardInterrupt:
+                err.write("(cancelled; not kept in the conversation)\n")
+                continue
+            except LlmxError as exc:
+                err.write(error_text(exc, PROG))
+                continue
+            finally:
+                out.flush()
+                err.flush()
+            items = result.history
+            log.record_or_warn(items, model, request.prompt.instructions, err)
+    finally:
+        save_lines()
+
+
+def _line_editing(history_file: Path | None) -> Callable[[], None]:
+    """Turn on line editing for `input()` (the arrow keys, and earlier lines from
+    `history_file`); returns the function that saves the lines typed."""
+    try:
+        import readline  # only an interactive chat needs it (and it is not on every platform)
+    except ImportError:
+        return lambda: None
+    readline.set_history_length(1000)
+    if history_file is None:
+        return lambda: None
+    try:
+        readline.read_history_file(history_file)
+    except OSError:
+        pass  # none yet
+
+    def save() -> None:
+        try:
+            history_file.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(history_file)
+            os.chmod(history_file, 0o600)
+        except OSError:
+            pass  # the lines typed are a convenience; the conversation itself is saved apart
+
+    return save
+
+
+# --- logs ---------------------------------------------------------------------------
+
+
+def configure_logs(logs: argparse.ArgumentParser) -> None:
+    logs.add_argument("id", nargs="?", metavar="ID",
+                      help="show this conversation (its id, or the start of it) instead of the list")
+    logs.add_argument("-n", "--count", metavar="N", type=_positive_int, default=20,
+                      help="list the N most recent conversations (default: %(default)s)")
+    logs.add_argument("--json", action="store_true",
+                      help="one JSON object per line: a conversation per line, or with ID its items "
+                           "(a history for `chat --history`)")
+    logs.add_argument("--path", action="store_true", help="print the directory that holds the conversations")
+
+
+def logs_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``llmx-sync logs``: list the saved conversations, or show one."""
+    store = SessionStore.default()
+    if args.path:
+        out.write(f"{store.root}\n")
+        return EXIT_OK
+    if args.id is not None:
+        try:
+            session = store.find(args.id)
+            items = session.items()
+        except (LookupError, OSError, InvalidInputError) as exc:
+            raise UsageError(str(exc)) from None
+        lines = ([json.dumps(item.to_dict()) for item in items] if args.json
+                 else format_conversation(session, items))
+        out.write("".join(line + "\n" for line in lines))
+        return EXIT_OK
+    for path in store.paths()[:args.count]:
+        try:
+            session = Session.read(path)
+            line = json.dumps(conversation_summary(session)) if args.json else format_summary(session)
+        except (OSError, InvalidInputError) as exc:  # a file someone edited: say so, list the others
+            err.write(f"{PROG}: warning: {path}: {exc}\n")
+            continue
+        out.write(line + "\n")
+    return EXIT_OK
+
+
+def conversation_summary(session: Session) -> dict[str, Any]:
+    """What `logs --json` says of a conversation."""
+    items = session.items()
+    return {"id": session.id, "path": str(session.path),
+            "started": session.started.isoformat() if session.started else None,
+            "updated": session.updated.isoformat(), "model": session.model,
+            "messages": sum(isinstance(item, Message) for item in items), "first_message": session.first_message()}
+
+
+def format_summary(session: Session) -> str:
+    """One line of `logs`: when it was last added to (local time), its id, its model,
+    how many messages, and the start of its first message."""
+    summary = conversation_summary(session)
+    updated = session.updated.astimezone().strftime("%Y-%m-%d %H:%M")
+    first = shorten(" ".join(summary["first_message"].split()), 60)
+    return f"{updated}  {session.id}  {session.model or '-'}  {summary['messages']} messages  {first}"
+
+
+def format_conversation(session: Session, items: Sequence[ResponseItem]) -> list[str]:
+    """A conversation as text: its id and model, its system message, then each item."""
+    lines = [f"conversation {session.id}" + (f" (model {session.model})" if session.model else "")]
+    if session.instructions:
+        lines.append(f"system: {session.instructions}")
+    for item in items:
+        if isinstance(item, Message):
+            lines.append(f"{item.role}: {item.text}")
+        elif isinstance(item, Reasoning):
+            lines.append(f"reasoning: {item.text}")
+        elif isinstance(item, (FunctionCallOutput, CustomToolCallOutput)):
+            output = item.output.content if isinstance(item, FunctionCallOutput) else item.output
+            lines.append(f"[tool output] {shorten(' '.join(str(output).split()), TOOL_RESULT_CHARS)}")
+        else:
+            lines.append(format_tool_call(item) or f"[{item.to_dict().get('type', 'item')}]")
+    return lines
+
+
+# --- main -------------------------------------------------------------------------
+
+COMMANDS: tuple[Command, ...] = (
+    Command("chat", "stream an answer, or chat", _DESCRIPTION, configure_chat, chat_command, _CHAT_EPILOG),
+    Command("logs", "list the saved conversations, or show one", _LOGS_DESCRIPTION, configure_logs,
+            logs_command),
+)
 
 
 def error_lines(exc: BaseException) -> list[str]:
@@ -728,6 +1134,12 @@ def error_lines(exc: BaseException) -> list[str]:
     return lines
 
 
+def error_text(exc: BaseException, prog: str) -> str:
+    """`error_lines` as printed on stderr: ``<prog>: error: …``, then ``<prog>: hint: …``."""
+    first, *hints = error_lines(exc)
+    return f"{prog}: error: {first}\n" + "".join(f"{prog}: {line}\n" for line in hints)
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """The ``llmx-sync`` entry point; returns the exit code."""
     out, err = sys.stdout, sys.stderr
@@ -737,16 +1149,15 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        request = load_prompt(args)
-        return run_chat(args, request, out, err)
+        code: int = args.run(args, out, err)
+        return code
     except UsageError as exc:
         command_parser: argparse.ArgumentParser = args.command_parser
         command_parser.print_usage(err)
         err.write(f"{command_parser.prog}: error: {exc}\n")
         return EXIT_USAGE
     except LlmxError as exc:
-        first, *hints = error_lines(exc)
-        err.write(f"{prog}: error: {first}\n" + "".join(f"{prog}: {line}\n" for line in hints))
+        err.write(error_text(exc, prog))
         return EXIT_ERROR
     except KeyboardInterrupt:
         err.write(f"{prog}: interrupted\n")

@@ -32,6 +32,16 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("body_reader", BODY_READERS[:1] if socket_only else BODY_READERS, indirect=True)
 
 
+@pytest.fixture(autouse=True)
+def _llmx_home(tmp_path_factory, monkeypatch):
+    """Every test gets an empty llmx home ($LLMX_HOME, inherited by the processes it
+    starts), so nothing the CLI saves (conversations, typed lines) reaches the real
+    ~/.llmx."""
+    home = tmp_path_factory.mktemp("llmx-home")
+    monkeypatch.setenv("LLMX_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def body_reader(request, monkeypatch):
     """Which body reader the streams of this test use: ``"socket"`` (the default path) or
