@@ -32,6 +32,7 @@ import itertools
 import json
 import math
 import os
+import select
 import stat
 import sys
 import time
@@ -355,15 +356,33 @@ def read_message(args: argparse.Namespace, stdin: TextIO) -> str | None:
     for the interactive chat, and so is an stdin without a descriptor.
     """
     if args.message == "-":
-        text = stdin.read().rstrip("\r\n")
+        text = read_stdin(stdin).rstrip("\r\n")
         if not text.strip():
             raise UsageError("the message read from stdin is empty")
         return text
-    piped = stdin.read().rstrip() if is_piped(stdin) else ""
+    piped = read_stdin(stdin).rstrip() if is_piped(stdin) else ""
     message: str | None = args.message
     if not piped.strip():
         return message
     return piped if message is None else f"{piped}\n\n{message}"
+
+
+#: How long stdin may stay silent before the CLI says it is waiting for it.
+STDIN_NOTICE_SECONDS = 2.0
+
+
+def read_stdin(stdin: TextIO, err: TextIO | None = None) -> str:
+    """All of stdin. A pipe that sends nothing for `STDIN_NOTICE_SECONDS` (a parent
+    process that keeps it open without writing) gets a line on stderr saying what the
+    CLI waits for and how not to, rather than a silent wait; Ctrl-C ends the wait."""
+    try:
+        ready = select.select([stdin], [], [], STDIN_NOTICE_SECONDS)[0]
+    except (OSError, ValueError, TypeError):  # no descriptor to wait on: just read
+        ready = [stdin]
+    if not ready:
+        (err or sys.stderr).write(f"{PROG}: waiting for stdin (a pipe) to end, to send its text before the "
+                                  "message; Ctrl-C stops, `< /dev/null` sends the message alone\n")
+    return stdin.read()
 
 
 def is_piped(stream: TextIO) -> bool:

@@ -116,6 +116,28 @@ def test_empty_or_absent_stdin_leaves_the_message_alone(llm_server: LLMServer) -
     assert sent(llm_server, 0) == sent(llm_server, 1) == [("user", "hi")]
 
 
+def test_a_silent_open_pipe_is_waited_for_out_loud(llm_server: LLMServer) -> None:
+    # A parent that keeps stdin open without writing (a notebook's subprocess.run, say):
+    # the CLI says what it waits for instead of hanging silently, then goes on at its end.
+    llm_server.enqueue(Reply(body=text_stream_body(["ok"])))
+    proc = subprocess.Popen([sys.executable, "-m", "llmx_sync", "chat", "hi", "--base-url", llm_server.url, "-q"],
+                            cwd=REPO, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None and proc.stdin is not None
+        notice = proc.stderr.readline()  # blocks until the CLI speaks (the test's timeout bounds it)
+        assert notice == ("llmx-sync: waiting for stdin (a pipe) to end, to send its text before the message; "
+                          "Ctrl-C stops, `< /dev/null` sends the message alone\n")
+        assert llm_server.requests == []
+        out, err = proc.communicate("late context", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out) == (0, "ok\n"), err
+    assert sent(llm_server) == [("user", "late context\n\nhi")]
+
+
 def test_no_message_and_no_stdin_is_a_usage_error() -> None:
     done = cli("chat", "--base-url", "http://127.0.0.1:9/v1")
     assert done.returncode == 2 and "a message is required" in done.stderr
