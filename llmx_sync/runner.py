@@ -49,11 +49,11 @@ from typing import Final
 
 from ._jsonrules import is_json
 from .aggregate import ChatAccumulator, ChatResult
-from .errors import MaxTurnsExceededError, StreamError
+from .errors import MaxTurnsExceededError, OutputValidationError, StreamError
 from .events import Completed, Event, OutputRejected, ToolResult
 from .functions import PythonTool, ToolArgumentsError
 from .models import FunctionCall, FunctionCallOutput, ResponseItem
-from .response import ResponseStream
+from .response import ResponseStream, StructuredOutput
 
 __all__ = ["RunStream", "run_tool_call"]
 
@@ -263,17 +263,22 @@ class RunStream:
             return
         if answered and output is not None and self._max_output_retries:
             rejection = output.rejection(result)
-            if rejection is not None and self.reasks < self._max_output_retries:
-                self.reasks += 1
-                self._pending.append(OutputRejected(rejection.text, rejection.errors, self.reasks))
-                self.history.append(output.reask(rejection, result))
-                self._next_turn_due = True
-                return
-            if rejection is not None:  # the re-asks are spent: the run fails, after its events
-                self._finished = True
-                self._error = rejection
+            if rejection is not None:
+                self._reject(output, rejection, result)
                 return
         self._finished = self._answered = True
+
+    def _reject(self, output: StructuredOutput, rejection: OutputValidationError, result: ChatResult) -> None:
+        """An answer that does not fit: ask again, or fail (after the events before) when
+        the re-asks are spent."""
+        if self.reasks == self._max_output_retries:
+            self._finished = True
+            self._error = rejection
+            return
+        self.reasks += 1
+        self._pending.append(OutputRejected(rejection.text, rejection.errors, self.reasks))
+        self.history.append(output.reask(rejection, result))
+        self._next_turn_due = True
 
     def _collect_tool_result(self, wait: float) -> None:
         turn = self._tool_turn
