@@ -1,11 +1,11 @@
 """SSE framing: the bytes of a ``text/event-stream`` body -> `ServerSentEvent`s.
 
-Pure: no I/O, no threads. `SSEDecoder` frames the body as the eventsource-stream crate
-(which llmx uses) frames it, following the WHATWG HTML "server-sent events" parsing
-rules: lines end at CR, LF or CRLF (split across reads or not), a leading BOM is
+Pure: no I/O, no threads. `SSEDecoder` frames the body by the WHATWG HTML
+"server-sent events" parsing rules, as the eventsource-stream crate (which llmx uses)
+frames it: lines end at CR, LF or CRLF (split across reads or not), a leading BOM is
 dropped, ``data`` lines of one event are joined with LF, an event is dispatched at a
-blank line and an unterminated last event is dropped, and bytes that are not UTF-8 end
-the stream with llmx's error text.
+blank line and an unterminated last event is dropped. Bytes that are not UTF-8 are
+decoded with replacement (U+FFFD), as the standard says; llmx ended the stream there.
 
 Why not `sseclient-py` (1.9.0, `sseclient.SSEClient(chunks).events()`)? Checked against it:
 - an unterminated last event is dispatched: ``[b"data: a\\n\\n", b"data: partial"]`` gives
@@ -14,8 +14,8 @@ Why not `sseclient-py` (1.9.0, `sseclient.SSEClient(chunks).events()`)? Checked 
   and ``[b"data: a\\r\\r\\ndata: b\\r\\n\\r\\n"]`` give one event ``"a\\nb"`` instead of ``a``, ``b``;
   so does an LF line followed by a CRLF blank line, ``b"data: a\\n\\r\\ndata: b\\n\\n"``;
 - blank lines inside a frame are skipped (the cause of the gluing above);
-- lines are decoded one by one, so ``b"data: ok\\n\\ndata: \\x80\\x80\\n\\n"`` raises a bare
-  ``UnicodeDecodeError`` instead of llmx's ``UTF8 error: invalid utf-8 sequence ...``;
+- lines are decoded one by one and strictly, so ``b"data: ok\\n\\ndata: \\x80\\x80\\n\\n"`` raises
+  a bare ``UnicodeDecodeError``;
 - a leading BOM is kept (``b"\\xef\\xbb\\xbfdata: a\\n\\n"`` gives no event) and an `id` with
   NUL is accepted.
 """
@@ -23,14 +23,22 @@ Why not `sseclient-py` (1.9.0, `sseclient.SSEClient(chunks).events()`)? Checked 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .errors import StreamError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "ServerSentEvent"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "ServerSentEvent", "utf8_size"]
 
-#: The largest line or event the decoder holds (in decoded characters, about bytes):
-#: memory stays bounded whatever a server sends.
+#: The largest line or event data the decoder holds, in bytes: memory stays bounded
+#: whatever a server sends.
 DEFAULT_MAX_EVENT_BYTES = 16 << 20
+
+# Replacement makes decoded text at most this many times longer in UTF-8 than its
+# bytes: one bad byte becomes U+FFFD, three bytes.
+_MAX_GROWTH: Final = 3
+# `utf8_size` encodes a long string in slices of this many characters, so that it
+# never makes a second copy of the string.
+_SIZE_SLICE: Final = 1 << 16
 
 
 @dataclass(slots=True)
@@ -43,99 +51,128 @@ class ServerSentEvent:
     id: str = ""
 
 
+def utf8_size(text: str) -> int:
+    """The length of `text` in UTF-8 bytes, without an encoded copy of a long text."""
+    if text.isascii():  # O(1) in CPython, and the common case
+        return len(text)
+    return sum(len(text[i:i + _SIZE_SLICE].encode()) for i in range(0, len(text), _SIZE_SLICE))
+
+
 class SSEDecoder:
-    """Incremental SSE framing of a UTF-8 body, byte for byte as eventsource-stream frames it.
+    """Incremental SSE framing of a UTF-8 body.
 
-    `feed` returns the events completed by a chunk; `finish` (the body ended) raises
-    `StreamError` if bytes were left undecodable, after every event that was complete
-    before them has been returned by `feed`. An unterminated last event is discarded.
+    `feed` returns the events completed by a chunk of bytes; `finish` (the body ended)
+    returns the events still pending, which is always none: an unterminated last event
+    is discarded.
 
-    Like eventsource-stream, the valid UTF-8 prefix of a chunk is used at once, an
-    incomplete sequence at its end waits for the next chunk, and from a truly invalid byte
-    on nothing is decoded any more. llmx buffers those bytes only to report the first
-    error at the end (at index 0 of the buffer); we keep just that error text.
+    Lines are split on the bytes, so a line or an event never depends on where the reads
+    end. Complete lines are decoded with replacement (a CR or LF byte is never part of a
+    multi-byte character, so a line decodes the same alone or with its neighbours); the
+    unterminated last line is kept as bytes until its end arrives.
+
+    `max_event_bytes` bounds what one line and one event may hold: a line is counted in
+    bytes as received (held unterminated tails included), an event's data in the UTF-8
+    bytes it is delivered as, the LFs joining its lines included. Past it, `error` is set,
+    the events before it are returned and nothing more is read.
+
+    A ``error: <value>`` line is the one field outside the standard that is read: it is
+    how llama.cpp's server reported a failure inside a stream, and a standard decoder
+    ignores it, hiding the failure. Such an event has the type ``error``.
     """
 
-    __slots__ = ("error", "_max_event_bytes", "_utf8_tail", "_utf8_error", "_started", "_after_cr",
-                 "_partial_line", "_partial_size", "_data", "_data_size", "_event_type", "_last_id")
+    __slots__ = ("error", "_max_event_bytes", "_started", "_after_cr", "_partial", "_data", "_data_size",
+                 "_event_type", "_last_id")
 
     def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         # Set when a line or an event outgrows `max_event_bytes`: the body is not read
         # further (what it holds is bounded by the limit, whatever the server sends).
         self.error: StreamError | None = None
         self._max_event_bytes = max_event_bytes
-        self._utf8_tail = b""  # an incomplete UTF-8 sequence ending the last chunk
-        self._utf8_error: str | None = None  # set at the first invalid byte; later bytes are dropped
-        self._started = False  # some text was decoded (the BOM check is done)
-        self._after_cr = False  # the last text ended in CR: a LF opening the next one ends no line
-        self._partial_line: list[str] = []  # the unterminated last line, in pieces
-        self._partial_size = 0  # characters in `_partial_line`
+        self._started = False  # a line was read (the BOM check is done)
+        self._after_cr = False  # the last chunk ended in CR: a LF opening the next one ends no line
+        # The unterminated last line. A bytearray grows in place, so a huge line costs
+        # its size once, not twice, while it arrives.
+        self._partial = bytearray()
         self._data: list[str] = []
-        self._data_size = 0  # characters in `_data`
+        self._data_size = 0  # UTF-8 bytes of `_data` joined with LF
         self._event_type = ""
         self._last_id = ""  # like EventSource's last event id, it persists across events
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
-        if self.error is not None:
+        if self.error is not None or not data:
             return []
-        text = self._decode(data)
-        if not text:
-            return []
-        if not self._started:
-            self._started = True
-            if text[0] == "\ufeff":
-                text = text[1:]
-        elif self._after_cr:
+        if self._after_cr:
             self._after_cr = False
-            if text[0] == "\n":
-                text = text[1:]
-                if not text:
-                    return []
-        if "\r" in text:
-            self._after_cr = text[-1] == "\r"
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        return self._lines(text)
+            if data[0] == 0x0A:  # the LF of a CRLF split between reads
+                data = data[1:]
+        if b"\r" in data:
+            self._after_cr = data[-1] == 0x0D
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._hold(data)
+            return []
+        events: list[ServerSentEvent] = []
+        start = 0
+        if self._partial:
+            start = data.index(b"\n") + 1
+            self._partial += data[:start - 1]
+            events = self._partial_line()
+        if start <= end and self.error is None:
+            # The complete lines of this read, with the LF that ends the last of them.
+            complete = data if start == 0 and end == len(data) - 1 else data[start:end + 1]
+            if self._data_size + _MAX_GROWTH * len(complete) <= self._max_event_bytes:
+                # Nothing in here can pass the limit: read it all at once, unchecked.
+                lines = complete.decode("utf-8", "replace").split("\n")
+                lines.pop()
+                events += self._lines(lines)
+            else:
+                events += self._checked_lines(complete.split(b"\n")[:-1])
+        if end + 1 < len(data) and self.error is None:
+            self._hold(data[end + 1:])
+        return events
 
     def finish(self) -> list[ServerSentEvent]:
-        """The body ended. Nothing is left to dispatch (an unterminated event is dropped),
-        so this returns ``[]`` or raises `StreamError` for undecodable bytes."""
-        if self._utf8_error is not None:
-            raise StreamError(self._utf8_error)
-        if self._utf8_tail:
-            raise StreamError("UTF8 error: incomplete utf-8 byte sequence from index 0")
+        """The body ended. Nothing is left to dispatch (an unterminated event is dropped)."""
         return []
 
-    def _decode(self, data: bytes) -> str:
-        if self._utf8_error is not None:
-            return ""
-        if self._utf8_tail:
-            data = self._utf8_tail + data
-            self._utf8_tail = b""
-        try:
-            return data.decode()
-        except UnicodeDecodeError as exc:
-            if exc.reason == "unexpected end of data":
-                self._utf8_tail = data[exc.start:]
-            else:
-                # Rust's Utf8Error text; Python's invalid span is Rust's `error_len`, and the
-                # index is relative to the undecodable remainder, which starts here.
-                self._utf8_error = f"UTF8 error: invalid utf-8 sequence of {exc.end - exc.start} bytes from index 0"
-            return data[:exc.start].decode()
+    def _hold(self, piece: bytes) -> None:
+        """Keep the start of a line until its end arrives (at most `max_event_bytes`)."""
+        self._partial += piece
+        if len(self._partial) > self._max_event_bytes:
+            self._too_large()
 
-    def _lines(self, text: str) -> list[ServerSentEvent]:
-        # `text` has only LF line ends here.
-        lines = text.split("\n")
-        last = lines.pop()
-        if not lines:
-            self._hold(last)
-            return []
-        if self._partial_line:
-            self._partial_line.append(lines[0])
-            lines[0] = "".join(self._partial_line)
-            self._partial_line = []
-            self._partial_size = 0
-        if last:
-            self._hold(last)
+    def _partial_line(self) -> list[ServerSentEvent]:
+        """The events of the held line, now complete."""
+        raw_lines = [self._partial]
+        self._partial = bytearray()
+        return self._checked_lines(raw_lines)
+
+    def _checked_lines(self, raw_lines: list[bytes] | list[bytearray]) -> list[ServerSentEvent]:
+        """The events of `raw_lines`, read one by one, stopping at the first line or
+        event data past the limit (the events before it are returned).
+
+        `raw_lines` is emptied as it is read: a line may be huge, and its bytes go as
+        soon as it is decoded. A comment is not decoded at all."""
+        events: list[ServerSentEvent] = []
+        raw_lines.reverse()
+        while raw_lines and self.error is None:
+            raw = raw_lines.pop()
+            if len(raw) > self._max_event_bytes:
+                self._too_large()
+            elif raw[:1] == b":":
+                self._started = True
+            else:
+                line = raw.decode("utf-8", "replace")
+                del raw
+                events += self._lines([line])
+        return events
+
+    def _lines(self, lines: list[str]) -> list[ServerSentEvent]:
+        if not self._started:
+            self._started = True
+            if lines[0].startswith("\ufeff"):
+                lines[0] = lines[0][1:]
         events: list[ServerSentEvent] = []
         data = self._data
         counted = len(data)  # lines of `data` already in `_data_size`
@@ -150,26 +187,24 @@ class SSEDecoder:
                 self._event_type = ""
             else:
                 self._field(line)
-        # The size of an event still open is counted once per read, not per line (this
-        # loop is the parser's hot path); one read adds at most `READ_SIZE` to it.
+        # The data of an event still open is counted once per call, not per line (this
+        # loop is the parser's hot path). Its new lines are joined now, so that an event
+        # of many short lines costs its bytes, not a list entry per line.
         if len(data) > counted:
-            self._data_size += sum(map(len, data[counted:]))
+            if len(data) - counted > 1:
+                data[counted:] = ["\n".join(data[counted:])]
+            self._data_size += (1 if counted else 0) + utf8_size(data[-1])
             if self._data_size > self._max_event_bytes:
                 self._too_large()
         return events
 
-    def _hold(self, piece: str) -> None:
-        """Keep the start of a line until its end arrives (at most `max_event_bytes`)."""
-        self._partial_line.append(piece)
-        self._partial_size += len(piece)
-        if self._partial_size > self._max_event_bytes:
-            self._too_large()
-
     def _too_large(self) -> None:
-        self.error = StreamError(f"an SSE line or event is larger than max_event_bytes={self._max_event_bytes}; "
-                                 "the server sent more than a chat answer's event (raise the limit if it is real)")
-        self._partial_line, self._data = [], []
-        self._partial_size = self._data_size = 0
+        self.error = StreamError(f"an SSE line or event is larger than max_event_bytes={self._max_event_bytes} "
+                                 "bytes; the server sent more than a chat answer's event (raise the limit if it "
+                                 "is real)")
+        self._partial = bytearray()
+        self._data = []
+        self._data_size = 0
 
     def _field(self, line: str) -> None:
         name, colon, value = line.partition(":")
@@ -181,5 +216,8 @@ class SSEDecoder:
             self._event_type = value
         elif name == "id" and "\0" not in value:
             self._last_id = value
-        # `retry`, unknown fields and comments (lines starting with ':', so an empty name)
-        # are ignored.
+        elif name == "error":
+            self._event_type = "error"
+            self._data.append(value)
+        # `retry`, other unknown fields and comments (lines starting with ':', so an
+        # empty name) are ignored.
