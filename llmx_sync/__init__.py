@@ -52,6 +52,7 @@ from .events import (
     ReasoningContentDelta,
     ReasoningSummaryDelta,
     ReasoningSummaryPartAdded,
+    RefusalDelta,
     TokenUsage,
     ToolResult,
     event_to_dict,
@@ -77,6 +78,7 @@ from .models import (
     Reasoning,
     ReasoningContentText,
     ReasoningText,
+    Refusal,
     ResponseItem,
     SummaryText,
     WebSearchCall,
@@ -122,6 +124,7 @@ __all__ = [
     "WebSearchSearchAction", "WebSearchTool", "__version__", "aggregate", "build_chat_request", "collect",
     "event_to_dict", "item_from_dict", "items_from_dicts", "merge_options", "parse_chat_sse", "read_history_jsonl",
     "tool", "tool_from_dict",
+    "Refusal", "RefusalDelta",
 ]
 
 configure_logging()  # LLMX_LOG=debug|info: the SDK's log on stderr, read once at import

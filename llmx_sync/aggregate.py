@@ -13,6 +13,7 @@ whole stream into a `ChatResult` with it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, assert_never, runtime_checkable
@@ -32,21 +33,31 @@ from .events import (
     ReasoningContentDelta,
     ReasoningSummaryDelta,
     ReasoningSummaryPartAdded,
+    RefusalDelta,
     TokenUsage,
     ToolResult,
 )
-from .models import FunctionCall, Message, OutputText, Reasoning, ReasoningText, ResponseItem
+from .models import ContentItem, FunctionCall, Message, OutputText, Reasoning, ReasoningText, Refusal, ResponseItem
 
 __all__ = ["AGGREGATE_MODES", "ChatAccumulator", "ChatResult", "Collectable", "aggregate", "collect"]
 
 AGGREGATE_MODES = ("aggregated", "streaming")
 
 
+def answer_content(text: str, refusal: str) -> list[ContentItem]:
+    """An assistant message's content: its text in one `output_text`, and its refusal
+    (when it refused) in one `refusal` part."""
+    content: list[ContentItem] = [OutputText(text)] if text or not refusal else []
+    return content + [Refusal(refusal)] if refusal else content
+
+
 def _single_text_message(message: Message) -> Message:
-    """The assistant message with all of its text in one `output_text`."""
-    if len(message.content) == 1 and isinstance(message.content[0], OutputText):
+    """The assistant message with all of its text in one `output_text` (and its refusal
+    in one `refusal` part)."""
+    content = answer_content(message.text, message.refusal)
+    if message.content == content:
         return message
-    return Message(role=message.role, content=[OutputText(message.text)], id=message.id)
+    return Message(role=message.role, content=content, id=message.id)
 
 
 def _single_text_reasoning(reasoning: Reasoning) -> Reasoning:
@@ -54,8 +65,7 @@ def _single_text_reasoning(reasoning: Reasoning) -> Reasoning:
     content = reasoning.content
     if not content or len(content) == 1 or not all(isinstance(c, ReasoningText) for c in content):
         return reasoning
-    return Reasoning(summary=reasoning.summary, content=[ReasoningText(reasoning.text)],
-                     encrypted_content=reasoning.encrypted_content, id=reasoning.id)
+    return dataclasses.replace(reasoning, content=[ReasoningText(reasoning.text)])
 
 
 def finished_item(item: ResponseItem) -> ResponseItem:
@@ -72,10 +82,11 @@ class _Turn:
     """The deltas of one turn, kept to rebuild an item whose `output_item.done` never came
     (a producer that, like llmx on `length`, ends a turn without it)."""
 
-    __slots__ = ("text", "reasoning", "has_message", "has_reasoning")
+    __slots__ = ("text", "refusal", "reasoning", "has_message", "has_reasoning")
 
     def __init__(self) -> None:
         self.text: list[str] = []
+        self.refusal: list[str] = []
         self.reasoning: list[str] = []
         self.has_message = False
         self.has_reasoning = False
@@ -90,8 +101,8 @@ class _Turn:
         items: list[ResponseItem] = []
         if self.reasoning and not self.has_reasoning:
             items.append(Reasoning(content=[ReasoningText("".join(self.reasoning))]))
-        if self.text and not self.has_message:
-            items.append(Message(role="assistant", content=[OutputText("".join(self.text))]))
+        if (self.text or self.refusal) and not self.has_message:
+            items.append(Message(role="assistant", content=answer_content("".join(self.text), "".join(self.refusal))))
         return items
 
 
@@ -116,6 +127,10 @@ def _aggregate(events: Iterable[Event], streaming: bool) -> Iterator[Event]:
                 yield event
             case OutputTextDelta(delta=delta):
                 turn.text.append(delta)
+                if streaming:
+                    yield event
+            case RefusalDelta(delta=delta):
+                turn.refusal.append(delta)
                 if streaming:
                     yield event
             case ReasoningContentDelta(delta=delta):
@@ -157,6 +172,8 @@ class ChatResult:
     history: list[ResponseItem] = field(default_factory=list)
     # The structured output (an instance of the `response_format` class, or the JSON value).
     parsed: Any = None
+    # The model's refusal to answer ("" when it did not refuse): part of the answer, not an error.
+    refusal: str = ""
 
 
 class ChatAccumulator:
@@ -184,6 +201,8 @@ class ChatAccumulator:
         match event:
             case OutputTextDelta(delta=delta):
                 self._turn.text.append(delta)
+            case RefusalDelta(delta=delta):
+                self._turn.refusal.append(delta)
             case ReasoningContentDelta(delta=delta):
                 self._turn.reasoning.append(delta)
             case OutputItemDone(item=item):
@@ -209,8 +228,9 @@ class ChatAccumulator:
         """Everything received so far; the item being written is included as far as it got."""
         items = self._items + self._turn.unfinished_items()
         completed = self._completed
+        answers = [item for item in items if isinstance(item, Message) and item.role == "assistant"]
         return ChatResult(
-            text="".join(item.text for item in items if isinstance(item, Message) and item.role == "assistant"),
+            text="".join(item.text for item in answers),
             reasoning="".join(item.text for item in items if isinstance(item, Reasoning)),
             tool_calls=[item for item in items if isinstance(item, FunctionCall)],
             items=items,
@@ -218,6 +238,7 @@ class ChatAccumulator:
             finish_reason=completed.finish_reason if completed else None,
             response_id=completed.response_id if completed else "",
             rate_limits=self._rate_limits,
+            refusal="".join(item.refusal for item in answers),
         )
 
 

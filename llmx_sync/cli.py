@@ -61,6 +61,7 @@ from .events import (
     ReasoningContentDelta,
     ReasoningSummaryDelta,
     ReasoningSummaryPartAdded,
+    RefusalDelta,
     TokenUsage,
     ToolResult,
 )
@@ -729,7 +730,7 @@ class Renderer:
 
     def render(self, event: Event) -> None:
         match event:
-            case OutputTextDelta(delta=delta):
+            case OutputTextDelta(delta=delta) | RefusalDelta(delta=delta):  # a refusal is the answer
                 self._streamed_text = True
                 self._write("text", delta)
             case ReasoningContentDelta(delta=delta) | ReasoningSummaryDelta(delta=delta):
@@ -752,7 +753,7 @@ class Renderer:
     def _render_item(self, item: ResponseItem) -> None:
         if isinstance(item, Message):
             if item.role == "assistant" and not self._streamed_text:
-                self._write("text", item.text)
+                self._write("text", item.text + item.refusal)
             self._streamed_text = False
         elif isinstance(item, Reasoning):
             if not self._streamed_reasoning:
@@ -829,7 +830,7 @@ def add_usage(total: TokenUsage | None, usage: TokenUsage) -> TokenUsage:
 
 
 # Events that carry model output: the first one is the "first token".
-_OUTPUT = (OutputTextDelta, ReasoningContentDelta, ReasoningSummaryDelta, OutputItemDone)
+_OUTPUT = (OutputTextDelta, RefusalDelta, ReasoningContentDelta, ReasoningSummaryDelta, OutputItemDone)
 
 
 def observe(events: Iterable[Event], stats: Stats, clock: Callable[[], float] = time.monotonic) -> Iterator[Event]:

@@ -96,6 +96,19 @@ class OutputTextDelta:
 
 
 @dataclass(slots=True)
+class RefusalDelta:
+    """A piece of the model's refusal to answer (OpenAI's ``delta.refusal``). A refusal
+    is part of the answer, not an error: it ends up as the assistant message's
+    `Refusal` part and in `ChatResult.refusal`."""
+
+    delta: str
+    type: ClassVar[str] = "refusal.delta"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "delta": self.delta}
+
+
+@dataclass(slots=True)
 class FunctionCallArgumentsDelta:
     """A piece of a function call's `arguments` as the model writes them, sent once the
     call's id and name are known (or at the call's end): the pieces of one call join to
@@ -209,9 +222,9 @@ class RateLimits:
 
 
 Event = Union[
-    Created, OutputItemAdded, OutputItemDone, OutputTextDelta, FunctionCallArgumentsDelta, ReasoningContentDelta,
-    ReasoningSummaryDelta, ReasoningSummaryPartAdded, Completed, RateLimits, ToolResult, OutputJsonDelta,
-    OutputRejected,
+    Created, OutputItemAdded, OutputItemDone, OutputTextDelta, RefusalDelta, FunctionCallArgumentsDelta,
+    ReasoningContentDelta, ReasoningSummaryDelta, ReasoningSummaryPartAdded, Completed, RateLimits, ToolResult,
+    OutputJsonDelta, OutputRejected,
 ]
 
 

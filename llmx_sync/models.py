@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
-from ._jsonrules import compact_json, json_type_name
+from ._jsonrules import check_json_value, compact_json, json_type_name
 from .errors import InvalidInputError
 
 logger = logging.getLogger("llmx_sync")
@@ -82,6 +82,15 @@ class _Fields:
             self._typed(f"{key}[{i}]", value, (str,), "a string")
         return list(values)
 
+    def opt_object(self, key: str) -> dict[str, Any] | None:
+        """A JSON object of plain JSON values, or None."""
+        value = self._get(key, False)
+        if value is None:
+            return None
+        self._typed(key, value, (dict,), "an object or null")
+        check_json_value(value, self.at(key))
+        return dict(value)
+
     def str_map(self, key: str) -> dict[str, str] | None:
         value = self._get(key, False)
         if value is None:
@@ -127,7 +136,20 @@ class OutputText:
         return {"type": "output_text", "text": self.text}
 
 
-ContentItem = Union[InputText, InputImage, OutputText]
+@dataclass(slots=True)
+class Refusal:
+    """The model's refusal to answer, as a part of the assistant message (the Responses
+    API's ``{"type": "refusal", "refusal": ...}``); Chat Completions sends it as the
+    assistant message's `refusal`."""
+
+    refusal: str
+    type: ClassVar[str] = "refusal"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "refusal", "refusal": self.refusal}
+
+
+ContentItem = Union[InputText, InputImage, OutputText, Refusal]
 FunctionCallOutputContentItem = Union[InputText, InputImage]
 
 
@@ -139,7 +161,9 @@ def _content_item(data: Any, where: str, *, allow_output: bool = True) -> Conten
         return InputImage(fields.string("image_url"))
     if kind == "output_text" and allow_output:
         return OutputText(fields.string("text"))
-    allowed = "input_text, input_image" + (", output_text" if allow_output else "")
+    if kind == "refusal" and allow_output:
+        return Refusal(fields.string("refusal"))
+    allowed = "input_text, input_image" + (", output_text, refusal" if allow_output else "")
     raise InvalidInputError(fields.at("type"), f"unknown content type {kind!r} (expected {allowed})")
 
 
@@ -200,6 +224,12 @@ def _with_id(data: dict[str, Any], item_id: str | None) -> dict[str, Any]:
     return data
 
 
+def _with_provider_fields(data: dict[str, Any], fields: dict[str, Any] | None) -> dict[str, Any]:
+    if fields is not None:
+        data["provider_fields"] = dict(fields)
+    return data
+
+
 @dataclass(slots=True)
 class Message:
     role: str
@@ -221,8 +251,13 @@ class Message:
 
     @property
     def text(self) -> str:
-        """All text segments joined, images left out."""
-        return "".join(c.text for c in self.content if not isinstance(c, InputImage))
+        """All text segments joined, images and refusals left out."""
+        return "".join(c.text for c in self.content if isinstance(c, (InputText, OutputText)))
+
+    @property
+    def refusal(self) -> str:
+        """The refusal parts joined (``""`` when the model did not refuse)."""
+        return "".join(c.refusal for c in self.content if isinstance(c, Refusal))
 
     def to_dict(self) -> dict[str, Any]:
         data = {"type": "message", "role": self.role, "content": [c.to_dict() for c in self.content]}
@@ -231,10 +266,16 @@ class Message:
 
 @dataclass(slots=True)
 class Reasoning:
+    """The model's reasoning. `provider_fields` holds what a server sent about it beyond
+    the protocol and wants back unchanged on the next turn's assistant message
+    (OpenRouter's ``reasoning_details``, Gemini's ``extra_content`` with its thought
+    signature); see `chat.parse.MESSAGE_PROVIDER_FIELDS`."""
+
     summary: list[SummaryText] = field(default_factory=list)
     content: list[ReasoningItemContent] | None = None
     encrypted_content: str | None = None
     id: str = ""
+    provider_fields: dict[str, Any] | None = None
     type: ClassVar[str] = "reasoning"
 
     @property
@@ -250,7 +291,7 @@ class Reasoning:
         data["summary"] = [s.to_dict() for s in self.summary]
         data["content"] = None if self.content is None else [c.to_dict() for c in self.content]
         data["encrypted_content"] = self.encrypted_content
-        return data
+        return _with_provider_fields(data, self.provider_fields)
 
 
 LOCAL_SHELL_STATUSES = ("completed", "in_progress", "incomplete")
@@ -307,16 +348,21 @@ class LocalShellCall:
 
 @dataclass(slots=True)
 class FunctionCall:
+    """A call of a function tool. `provider_fields` holds the fields a server sent on
+    the call beyond the protocol's (Gemini's ``extra_content`` with its thought
+    signature): they go back unchanged on the next turn's ``tool_calls`` entry."""
+
     name: str
     arguments: str
     call_id: str
     id: str | None = None
+    provider_fields: dict[str, Any] | None = None
     type: ClassVar[str] = "function_call"
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"type": "function_call", "name": self.name, "arguments": self.arguments,
-                "call_id": self.call_id}
-        return _with_id(data, self.id)
+        data: dict[str, Any] = {"type": "function_call", "name": self.name, "arguments": self.arguments,
+                                "call_id": self.call_id}
+        return _with_provider_fields(_with_id(data, self.id), self.provider_fields)
 
 
 @dataclass(slots=True)
@@ -501,6 +547,7 @@ def _reasoning(f: _Fields) -> Reasoning:
         else [_reasoning_content(c, f"{f.at('content')}[{i}]") for i, c in enumerate(content)],
         encrypted_content=f.opt_str("encrypted_content"),
         id=f.opt_str("id") or "",
+        provider_fields=f.opt_object("provider_fields"),
     )
 
 
@@ -520,7 +567,7 @@ def _local_shell_call(f: _Fields) -> LocalShellCall:
 
 def _function_call(f: _Fields) -> FunctionCall:
     return FunctionCall(name=f.string("name"), arguments=f.string("arguments"), call_id=f.string("call_id"),
-                        id=f.opt_str("id"))
+                        id=f.opt_str("id"), provider_fields=f.opt_object("provider_fields"))
 
 
 def _function_call_output(f: _Fields) -> FunctionCallOutput:

@@ -36,6 +36,7 @@ from .events import (
     ReasoningContentDelta,
     ReasoningSummaryDelta,
     ReasoningSummaryPartAdded,
+    RefusalDelta,
     ToolResult,
 )
 from .models import FunctionCall
@@ -62,7 +63,7 @@ def display_stream(stream: StreamLike, *, throttle: float = 0.1) -> ChatResult:
         result = stream.collect() if isinstance(stream, Collectable) else shown
     finally:
         stream.close()
-    live.show(shown.reasoning, shown.text, shown.tool_calls, final=True)
+    live.show(shown.reasoning, shown.text + shown.refusal, shown.tool_calls, final=True)
     return result
 
 
@@ -176,7 +177,7 @@ class _LiveAnswer:
 
     def add(self, event: Event) -> None:
         match event:
-            case OutputTextDelta(delta=delta):
+            case OutputTextDelta(delta=delta) | RefusalDelta(delta=delta):  # a refusal is the answer
                 self._text.append(delta)
             case ReasoningContentDelta(delta=delta):
                 self._reasoning.append(delta)

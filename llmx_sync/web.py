@@ -46,6 +46,7 @@ from .events import (
     ReasoningContentDelta,
     ReasoningSummaryDelta,
     ReasoningSummaryPartAdded,
+    RefusalDelta,
     ToolResult,
 )
 from .stream import StreamLike
@@ -152,7 +153,7 @@ def _sse_frames(stream: StreamLike, heartbeat: float) -> Iterator[bytes]:
 
 
 def text_body(stream: StreamLike) -> Iterator[bytes]:
-    """Only the answer's text deltas, UTF-8 encoded.
+    """Only the answer's text deltas (and a refusal's, which is the answer then), UTF-8 encoded.
 
     Plain text has no way to carry an error, so one is raised: the server then
     aborts the response and the client sees an incomplete body (with chunked
@@ -161,7 +162,7 @@ def text_body(stream: StreamLike) -> Iterator[bytes]:
     try:
         for event in stream:
             match event:
-                case OutputTextDelta(delta=delta):
+                case OutputTextDelta(delta=delta) | RefusalDelta(delta=delta):  # a refusal is the answer
                     yield delta.encode()
                 case (Created() | OutputItemAdded() | OutputItemDone() | FunctionCallArgumentsDelta()
                       | ReasoningContentDelta() | ReasoningSummaryDelta() | ReasoningSummaryPartAdded()

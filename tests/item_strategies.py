@@ -26,6 +26,7 @@ from llmx_sync.models import (
     Reasoning,
     ReasoningContentText,
     ReasoningText,
+    Refusal,
     ResponseItem,
     SummaryText,
     WebSearchCall,
@@ -34,11 +35,12 @@ from llmx_sync.models import (
 
 ITEM_TYPES = ("message", "reasoning", "local_shell_call", "function_call", "function_call_output",
               "custom_tool_call", "custom_tool_call_output", "web_search_call", "ghost_snapshot")
-CONTENT_TYPES = ("input_text", "input_image", "output_text", "summary_text", "reasoning_text", "text", "exec", "search")
+CONTENT_TYPES = ("input_text", "input_image", "output_text", "refusal", "summary_text", "reasoning_text", "text", "exec",
+                 "search")
 FIELD_NAMES = ("type", "role", "content", "text", "image_url", "summary", "encrypted_content", "id", "call_id",
                "status", "action", "command", "timeout_ms", "env", "user", "working_directory", "name",
                "arguments", "output", "input", "query", "ghost_commit", "parent",
-               "preexisting_untracked_files", "preexisting_untracked_dirs")
+               "preexisting_untracked_files", "preexisting_untracked_dirs", "refusal", "provider_fields")
 
 text = st.text(max_size=12)
 optional_text = st.none() | text
@@ -64,7 +66,10 @@ def _tagged(kind: str, extra: dict[str, Any]) -> dict[str, Any]:
     return {**extra, "type": kind}
 
 
-content_items = st.one_of(st.builds(InputText, text), st.builds(InputImage, text), st.builds(OutputText, text))
+content_items = st.one_of(st.builds(InputText, text), st.builds(InputImage, text), st.builds(OutputText, text),
+                          st.builds(Refusal, text))
+# What a server sends beyond the protocol and wants back (a thought signature, reasoning details).
+provider_fields = st.none() | st.dictionaries(text, json_values, max_size=2)
 output_items = st.one_of(st.builds(InputText, text), st.builds(InputImage, text))
 payloads = (st.builds(FunctionCallOutputPayload, content=text)
             | st.lists(output_items, max_size=3).map(FunctionCallOutputPayload.from_items))
@@ -86,10 +91,11 @@ def items(call_ids: st.SearchStrategy[str] = text,
         st.builds(Reasoning, summary=st.lists(st.builds(SummaryText, text), max_size=2),
                   content=st.none() | st.lists(st.builds(ReasoningText, text) | st.builds(ReasoningContentText, text),
                                                max_size=2),
-                  encrypted_content=optional_text, id=text),
+                  encrypted_content=optional_text, id=text, provider_fields=provider_fields),
         st.builds(LocalShellCall, call_id=st.none() | call_ids, status=st.sampled_from(LOCAL_SHELL_STATUSES),
                   action=shell_actions, id=st.none() | call_ids),
-        st.builds(FunctionCall, name=text, arguments=arguments, call_id=call_ids, id=optional_text),
+        st.builds(FunctionCall, name=text, arguments=arguments, call_id=call_ids, id=optional_text,
+                  provider_fields=provider_fields),
         st.builds(FunctionCallOutput, call_id=call_ids, output=payloads),
         st.builds(CustomToolCall, call_id=call_ids, name=text, input=text, status=optional_text, id=optional_text),
         st.builds(CustomToolCallOutput, call_id=call_ids, output=text),

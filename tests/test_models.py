@@ -62,6 +62,15 @@ CANONICAL: dict[str, dict[str, Any]] = {
                        "ghost_commit": {"id": "abc", "parent": None, "preexisting_untracked_files": ["a.txt"],
                                         "preexisting_untracked_dirs": []}},
     "other": {"type": "compaction_summary", "payload": {"nested": [1, 2.5, None]}},
+    # A refusal (the Responses item shape), and the fields a server wants back (Gemini's thought
+    # signature on a call, OpenRouter's reasoning details).
+    "message_refusal": {"type": "message", "role": "assistant",
+                        "content": [{"type": "output_text", "text": ""}, {"type": "refusal", "refusal": "No."}]},
+    "function_call_provider_fields": {"type": "function_call", "name": "f", "arguments": "{}", "call_id": "c",
+                                      "provider_fields": {"extra_content": {"google": {"thought_signature": "s=="}}}},
+    "reasoning_provider_fields": {"type": "reasoning", "summary": [], "content": [], "encrypted_content": None,
+                                  "provider_fields": {"reasoning_details": [
+                                      {"type": "reasoning.encrypted", "data": "e==", "index": 0}]}},
 }
 
 
@@ -136,12 +145,18 @@ def test_reference_sd04_array_payload_reads_into_items() -> None:
 # --- bad input --------------------------------------------------------------------------
 
 BAD_ITEMS = [
+    ({"type": "function_call", "name": "f", "arguments": "{}", "call_id": "c", "provider_fields": []},
+     "input[3].provider_fields: expected an object or null, got array"),
+    ({"type": "reasoning", "summary": [], "provider_fields": {"x": float("nan")}},
+     "input[3].provider_fields.x: expected a finite number, got nan (not valid JSON)"),
+    ({"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": 1}]},
+     "input[3].content[0].refusal: expected a string, got number"),
     ({"type": "message", "role": "user"}, "input[3]: missing required field 'content' of 'message'"),
     ({"type": "message", "role": 1, "content": []}, "input[3].role: expected a string, got number"),
     ({"type": "message", "role": "user", "content": [{"type": "input_text", "text": 5}]},
      "input[3].content[0].text: expected a string, got number"),
     ({"type": "message", "role": "user", "content": [{"type": "bogus"}]},
-     "input[3].content[0].type: unknown content type 'bogus' (expected input_text, input_image, output_text)"),
+     "input[3].content[0].type: unknown content type 'bogus' (expected input_text, input_image, output_text, refusal)"),
     ({"type": "message", "role": "user", "content": "hi"}, "input[3].content: expected an array, got string"),
     ({"type": "local_shell_call", "call_id": None, "status": "completed",
       "action": {"type": "exec", "command": ["ls"], "timeout_ms": True}},

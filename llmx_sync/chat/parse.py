@@ -2,18 +2,20 @@
 
 `ChatSSEParser` frames the body with `sse.SSEDecoder` and turns each ``data:`` chunk
 into `Event`s in llmx's order, without llmx's lost tool calls, usage and items (see
-docs/behaviour.md); `parse_chat_sse` is the generator form.
+docs/behaviour.md), and with what real servers send beyond the protocol's letter
+(refusals, content parts, error shapes, provider fields; see docs/compatibility.md);
+`parse_chat_sse` is the generator form. `ChatJSONParser` reads a whole
+``chat.completion`` answer, or an SSE body labelled as JSON.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 from .._jsonrules import loads_chunk, rust_trim
-from ..errors import InStreamError, LlmxError, StreamError
+from ..errors import InStreamError, LlmxError, StreamError, shorten
 from ..events import (
     Completed,
     Event,
@@ -23,19 +25,39 @@ from ..events import (
     OutputTextDelta,
     RateLimits,
     ReasoningContentDelta,
+    RefusalDelta,
     TokenUsage,
 )
-from ..models import FunctionCall, Message, OutputText, Reasoning, ReasoningText
+from ..models import (
+    ContentItem,
+    FunctionCall,
+    Message,
+    Other,
+    OutputText,
+    Reasoning,
+    ReasoningText,
+    Refusal,
+    ResponseItem,
+)
 from ..ratelimits import rate_limit_snapshot
 from ..sse import DEFAULT_MAX_EVENT_BYTES, ServerSentEvent, SSEDecoder
 
-__all__ = ["EMPTY_BODY_MESSAGE", "TRUNCATED_MESSAGE", "ChatJSONParser", "ChatSSEParser", "completion_as_chunk", "is_json_body",
-           "parse_chat_sse"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["EMPTY_BODY_MESSAGE", "MESSAGE_PROVIDER_FIELDS", "TRUNCATED_MESSAGE", "ChatJSONParser", "ChatSSEParser",
+           "completion_as_chunk", "is_json_body", "parse_chat_sse"]
 
 EMPTY_BODY_MESSAGE = "the server closed the stream without sending any event"
 TRUNCATED_MESSAGE = "the stream ended before the answer was complete (no finish_reason and no [DONE])"
+# How much of a data line that is not JSON an error quotes.
+QUOTED_DATA_CHARS: Final = 200
+
+#: Fields of the message delta that a server wants back, unchanged, on the next turn's
+#: assistant message: OpenRouter's ``reasoning_details`` (signed or encrypted reasoning,
+#: streamed in pieces) and Gemini's ``extra_content`` (its thought signature on a text
+#: answer). They are kept on the turn's `Reasoning` item, whose text rides on that message.
+MESSAGE_PROVIDER_FIELDS: Final = ("reasoning_details", "extra_content")
+# The fields of a streamed tool call that the protocol defines; any other one (Gemini's
+# ``extra_content``) is the server's, kept on the `FunctionCall` and sent back.
+_TOOL_CALL_FIELDS: Final = frozenset({"index", "id", "type", "function"})
 
 # --- chunk fields ---------------------------------------------------------------------------
 
@@ -88,6 +110,23 @@ def in_stream_error(error: Any) -> InStreamError:
     )
 
 
+def error_event_error(data: str) -> InStreamError:
+    """The error of an SSE event of type ``error`` (``event: error``, or llama.cpp's
+    ``error:`` line): a JSON ``{"error": ...}`` or error object, else the text itself."""
+    try:
+        value = loads_chunk(data)
+    except (ValueError, RecursionError):
+        return InStreamError(data.strip() or "Unknown error")
+    if isinstance(value, dict) and "error" in value:
+        return in_stream_error(value["error"])
+    return in_stream_error(value)
+
+
+def not_json_error(data: str, reason: str) -> StreamError:
+    return StreamError(f"the server sent an event whose data is {reason}: "
+                       f"{shorten(data, QUOTED_DATA_CHARS)!r}")
+
+
 def _delta_reasoning(delta: Mapping[str, Any]) -> str | None:
     """`delta.reasoning` (a string, or an object's non-empty `text`, else `content`),
     else `delta.reasoning_content`."""
@@ -115,29 +154,75 @@ def _present_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _part_text(part: Mapping[str, Any], key: str) -> str:
+    value = part.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def thinking_text(value: Any) -> str:
+    """The text of a thinking part's ``thinking``: a string, or (Mistral) a list of
+    ``{"type": "text", "text": ...}`` chunks."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(_part_text(chunk, "text") for chunk in value if isinstance(chunk, dict))
+    return ""
+
+
+def merge_reasoning_details(details: list[Any], pieces: list[Any]) -> None:
+    """Add the ``reasoning_details`` entries of one delta to those received so far.
+
+    An entry with the ``type`` and ``index`` of an earlier one continues it (OpenRouter
+    streams a detail in pieces): its ``text``, ``summary`` and ``data`` are appended, its
+    other fields (a ``signature`` that comes last) set when not null. Other entries are
+    new, in the order they came."""
+    for piece in pieces:
+        if not isinstance(piece, dict):
+            continue
+        index = piece.get("index")
+        earlier = None
+        if type(index) is int:
+            earlier = next((d for d in details if d.get("index") == index and d.get("type") == piece.get("type")),
+                           None)
+        if earlier is None:
+            details.append(dict(piece))
+            continue
+        for key, value in piece.items():
+            if key in ("text", "summary", "data") and isinstance(value, str) and isinstance(earlier.get(key), str):
+                earlier[key] += value
+            elif value is not None:
+                earlier[key] = value
+
+
 class _ToolCallState:
     """One tool call being received: its id and name (each keeps its first value:
     some servers repeat them in every delta) and its argument pieces, of which the
     first `sent` went out as `FunctionCallArgumentsDelta` events."""
 
-    __slots__ = ("call_id", "name", "arguments", "sent")
+    __slots__ = ("call_id", "name", "arguments", "sent", "provider_fields")
 
     def __init__(self) -> None:
         self.call_id: str | None = None
         self.name: str | None = None
         self.arguments: list[str] = []
         self.sent = 0
+        self.provider_fields: dict[str, Any] | None = None  # the server's own fields, each as first sent
 
-    def add(self, delta: Mapping[str, Any], call_id: str | None, out: list[Event]) -> None:
+    def add(self, delta: Mapping[str, Any], call_id: str | None, name: str | None, out: list[Event]) -> None:
         if self.call_id is None:
             self.call_id = call_id
+        if self.name is None:
+            self.name = name
         function = delta.get("function")
         if isinstance(function, dict):
-            if self.name is None:
-                self.name = _present_str(function.get("name"))
             arguments = function.get("arguments")
             if isinstance(arguments, str) and arguments:
                 self.arguments.append(arguments)
+        if len(delta) > 2 or "function" not in delta:  # most fragments are {index, function}
+            for key, value in delta.items():
+                if key not in _TOOL_CALL_FIELDS and value is not None:
+                    self.provider_fields = self.provider_fields or {}
+                    self.provider_fields.setdefault(key, value)
         if self.call_id is not None and self.name is not None:
             self.send_arguments(out)
 
@@ -149,11 +234,15 @@ class _ToolCallState:
             out.append(FunctionCallArgumentsDelta(self.call_id or "", self.name or "", "".join(pending)))
 
     def item(self) -> FunctionCall:
-        return FunctionCall(name=self.name or "", arguments="".join(self.arguments), call_id=self.call_id or "")
+        return FunctionCall(name=self.name or "", arguments="".join(self.arguments), call_id=self.call_id or "",
+                            provider_fields=self.provider_fields)
 
 
-def _new_id(call: _ToolCallState, call_id: str | None) -> bool:
-    return call_id is not None and call.call_id is not None and call_id != call.call_id
+def _starts_a_call(call: _ToolCallState, call_id: str | None, name: str | None) -> bool:
+    """A fragment with a function name and an id other than the call's own starts a new
+    call (Ollama sends every call at index 0, each with its id and name); an id alone
+    that changes is the same call's id drifting (some proxies)."""
+    return name is not None and call_id is not None and call.call_id is not None and call_id != call.call_id
 
 
 def _is_first_choice(choice: Any) -> bool:
@@ -179,7 +268,8 @@ class ChatSSEParser:
     """
 
     __slots__ = ("error", "done", "_decoder", "_rate_limits", "_saw_event", "_response_id", "_token_usage",
-                 "_finish_reason", "_text", "_reasoning", "_calls", "_calls_by_index", "_current_call")
+                 "_finish_reason", "_text", "_refusal", "_parts", "_reasoning", "_reasoning_fields", "_calls",
+                 "_calls_by_index", "_current_call")
 
     def __init__(self, *, headers: Mapping[str, str] | None = None, now: Callable[[], float] = time.time,
                  max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
@@ -192,8 +282,11 @@ class ChatSSEParser:
         self._response_id = ""
         self._token_usage: TokenUsage | None = None
         self._finish_reason: str | None = None  # set: only usage, errors and [DONE] still count
-        self._text: list[str] | None = None  # the pending assistant message's deltas
+        self._text: list[str] | None = None  # the pending assistant message's deltas (None: no message yet)
+        self._refusal: list[str] = []  # its refusal deltas
+        self._parts: list[ResponseItem] = []  # content parts this SDK has no item for, kept as `Other`
         self._reasoning: list[str] | None = None  # the pending reasoning item's deltas
+        self._reasoning_fields: dict[str, Any] | None = None  # its MESSAGE_PROVIDER_FIELDS
         self._calls: list[_ToolCallState] = []  # in order of first appearance
         self._calls_by_index: dict[int, _ToolCallState] = {}
         self._current_call: _ToolCallState | None = None
@@ -226,10 +319,7 @@ class ChatSSEParser:
         if self.done:
             return []
         out = self._start()
-        try:
-            self._on_events(self._decoder.finish(), out)
-        except StreamError as exc:
-            self._fail(exc)
+        self._on_events(self._decoder.finish(), out)
         if not self.done:
             if not self._saw_event:
                 self._fail(StreamError(EMPTY_BODY_MESSAGE))
@@ -262,18 +352,36 @@ class ChatSSEParser:
         for event in events:
             self._saw_event = True
             data = event.data
-            if rust_trim(data) == "[DONE]":
-                self._complete(out)
-            else:
+            if event.event == "error":  # `event: error`, or llama.cpp's `error:` line
+                self._fail(error_event_error(data))
+                return
+            if data.startswith("{"):  # a chunk: the common case, first
                 try:
                     chunk = loads_chunk(data)
                 except (ValueError, RecursionError) as exc:
-                    logger.debug("skipping SSE data that is not JSON (%s): %.200r", exc, data)
-                    continue
-                if isinstance(chunk, dict):
-                    self._on_chunk(chunk, out)
+                    self._fail(not_json_error(data, f"not valid JSON ({exc})"))
+                    return
+                self._on_chunk(chunk, out)
+            else:
+                trimmed = rust_trim(data)
+                if trimmed == "[DONE]":
+                    self._complete(out)
+                elif trimmed:  # blank data is a keep-alive of sorts: nothing to read
+                    self._on_other_data(data, out)
             if self.done:
                 return
+
+    def _on_other_data(self, data: str, out: list[Event]) -> None:
+        """Data that does not start with ``{``: JSON with white space before it, or not a chunk."""
+        try:
+            chunk = loads_chunk(data)
+        except (ValueError, RecursionError) as exc:
+            self._fail(not_json_error(data, f"not valid JSON ({exc})"))
+            return
+        if not isinstance(chunk, dict):
+            self._fail(not_json_error(data, "JSON but not a chunk object"))
+            return
+        self._on_chunk(chunk, out)
 
     def _on_chunk(self, chunk: dict[str, Any], out: list[Event]) -> None:
         if not self._response_id:
@@ -289,9 +397,12 @@ class ChatSSEParser:
         if error is not None:
             self._fail(in_stream_error(error))
             return
+        choices = chunk.get("choices")
+        if choices is None and chunk.get("object") == "error":  # vLLM's flat error object
+            self._fail(in_stream_error(chunk))
+            return
         if self._finish_reason is not None:
             return
-        choices = chunk.get("choices")
         if isinstance(choices, list):
             for choice in choices:
                 if _is_first_choice(choice):
@@ -303,8 +414,14 @@ class ChatSSEParser:
         if not isinstance(delta, dict):
             delta = {}
         content = delta.get("content")
-        if content and isinstance(content, str):
-            self._add_text(content, out)
+        if content:
+            if isinstance(content, str):
+                self._add_text(content, out)
+            elif isinstance(content, list):
+                self._add_content_parts(content, out)
+        refusal = delta.get("refusal")
+        if refusal and isinstance(refusal, str):
+            self._add_refusal(refusal, out)
         reasoning = _delta_reasoning(delta) if delta else None
         if reasoning:
             self._add_reasoning(reasoning, out)
@@ -313,6 +430,8 @@ class ChatSSEParser:
             reasoning = _message_reasoning(message.get("reasoning"))
             if reasoning:
                 self._add_reasoning(reasoning, out)
+        if len(delta) > 1:  # the server's own fields ride on deltas with content or tool calls
+            self._add_reasoning_fields(delta, out)
         tool_calls = delta.get("tool_calls")
         if tool_calls and isinstance(tool_calls, list):
             for tool_call in tool_calls:
@@ -320,37 +439,92 @@ class ChatSSEParser:
                     self._add_tool_call(tool_call, out)
         finish_reason = choice.get("finish_reason")
         if finish_reason and isinstance(finish_reason, str):
+            if finish_reason == "error":  # OpenRouter's normalised reason for a failed answer
+                self._fail(InStreamError("the server ended the answer with finish_reason 'error'"))
+                return
             self._finish_reason = finish_reason
             self._flush_items(out)  # `completed` waits for [DONE] or the end (trailing usage)
 
     def _add_text(self, text: str, out: list[Event]) -> None:
+        self._open_message(out).append(text)
+        out.append(OutputTextDelta(text))
+
+    def _add_refusal(self, text: str, out: list[Event]) -> None:
+        self._open_message(out)
+        self._refusal.append(text)
+        out.append(RefusalDelta(text))
+
+    def _open_message(self, out: list[Event]) -> list[str]:
         if self._text is None:
             self._text = []
             out.append(OutputItemAdded(Message(role="assistant", content=[])))
-        self._text.append(text)
-        out.append(OutputTextDelta(text))
+        return self._text
+
+    def _add_content_parts(self, parts: list[Any], out: list[Event]) -> None:
+        """`delta.content` as a list of typed parts (Mistral's reasoning models): text
+        parts are text, thinking and reasoning parts reasoning, refusal parts refusal;
+        any other part is kept whole, as an `Other` item after the message."""
+        for part in parts:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" or kind == "output_text":
+                text = _part_text(part, "text")
+                if text:
+                    self._add_text(text, out)
+            elif kind == "thinking" or kind == "reasoning":
+                text = thinking_text(part.get(kind)) or _part_text(part, "text")
+                if text:
+                    self._add_reasoning(text, out)
+            elif kind == "refusal":
+                text = _part_text(part, "refusal")
+                if text:
+                    self._add_refusal(text, out)
+            elif isinstance(part, str):
+                if part:
+                    self._add_text(part, out)
+            elif part is not None:
+                self._parts.append(Other({"type": "content_part", "part": part}))
 
     def _add_reasoning(self, text: str, out: list[Event]) -> None:
+        self._open_reasoning(out).append(text)
+        out.append(ReasoningContentDelta(text))
+
+    def _open_reasoning(self, out: list[Event]) -> list[str]:
         if self._reasoning is None:
             self._reasoning = []
             out.append(OutputItemAdded(Reasoning(content=[])))
-        self._reasoning.append(text)
-        out.append(ReasoningContentDelta(text))
+        return self._reasoning
+
+    def _add_reasoning_fields(self, delta: dict[str, Any], out: list[Event]) -> None:
+        for key in MESSAGE_PROVIDER_FIELDS:
+            value = delta.get(key)
+            if value is None:
+                continue
+            self._open_reasoning(out)
+            fields = self._reasoning_fields = self._reasoning_fields or {}
+            if key == "reasoning_details" and isinstance(value, list):
+                merge_reasoning_details(fields.setdefault(key, []), value)
+            else:
+                fields.setdefault(key, value)
 
     def _add_tool_call(self, delta: dict[str, Any], out: list[Event]) -> None:
-        """Calls are told apart by `index`; a new, different `id` starts a new call even
-        at the same index (Ollama sends every call at index 0, each with its own id)."""
+        """Calls are told apart by `index`. A fragment with a new `id` and a function name
+        starts a new call even at the same index (Ollama sends every call at index 0);
+        a fragment without `index` belongs to the call with its `id`, else to the current
+        call."""
         call_id = _present_str(delta.get("id"))
+        function = delta.get("function")
+        name = _present_str(function.get("name")) if isinstance(function, dict) else None
         index = delta.get("index")
         if type(index) is int:
             call = self._calls_by_index.get(index)
-            if call is None or _new_id(call, call_id):
+            if call is None or _starts_a_call(call, call_id, name):
                 call = self._calls_by_index[index] = self._new_call()
         else:
-            call = self._current_call
-            if call is None or _new_id(call, call_id):
+            call = next((c for c in self._calls if c.call_id == call_id), None) if call_id else None
+            call = call or self._current_call
+            if call is None or _starts_a_call(call, call_id, name):
                 call = self._new_call()
-        call.add(delta, call_id, out)
+        call.add(delta, call_id, name, out)
         self._current_call = call
 
     def _new_call(self) -> _ToolCallState:
@@ -359,13 +533,21 @@ class ChatSSEParser:
         return call
 
     def _flush_items(self, out: list[Event]) -> None:
-        """Emit the pending items: reasoning, then the message, then the tool calls."""
+        """Emit the pending items: reasoning, then the message and the parts kept beside
+        it, then the tool calls."""
         if self._reasoning is not None:
-            out.append(OutputItemDone(Reasoning(content=[ReasoningText(t) for t in self._reasoning])))
+            out.append(OutputItemDone(Reasoning(content=[ReasoningText(t) for t in self._reasoning],
+                                                provider_fields=self._reasoning_fields)))
             self._reasoning = None
+            self._reasoning_fields = None
         if self._text is not None:
-            out.append(OutputItemDone(Message(role="assistant", content=[OutputText(t) for t in self._text])))
+            content: list[ContentItem] = [OutputText(t) for t in self._text]
+            content += [Refusal(t) for t in self._refusal]
+            out.append(OutputItemDone(Message(role="assistant", content=content)))
             self._text = None
+            self._refusal = []
+        out.extend(OutputItemDone(part) for part in self._parts)
+        self._parts = []
         for call in self._calls:
             call.send_arguments(out)  # a call whose id or name never came
             out.append(OutputItemDone(call.item()))
@@ -405,22 +587,43 @@ def completion_as_chunk(completion: dict[str, Any]) -> dict[str, Any]:
     return {**completion, "choices": choices}
 
 
+# The first bytes of an SSE body: the fields a server starts one with, and a comment.
+_SSE_STARTS: Final = (b"data:", b"event:", b"id:", b"retry:", b":")
+_BLANK_START: Final = b" \t\r\n\xef\xbb\xbf"  # white space, and a BOM's bytes
+
+
+def looks_like_sse(start: bytes | bytearray) -> bool | None:
+    """Whether a body whose first bytes are `start` is SSE (its first non-blank bytes
+    an SSE field or a comment), or None when those bytes do not tell yet."""
+    head = bytes(start[:64]).lstrip(_BLANK_START)
+    if any(head.startswith(prefix) for prefix in _SSE_STARTS):
+        return True
+    if not head or any(prefix.startswith(head) for prefix in _SSE_STARTS):
+        return None
+    return False
+
+
 class ChatJSONParser:
     """A ``chat.completion`` JSON body -> the events a stream of the same answer gives
     (message, reasoning, tool calls, `completed` with usage and finish reason).
 
     For servers that ignore ``stream: true`` and answer with one JSON object; a JSON
-    error object in a 200 body becomes `InStreamError`, as in a stream.
+    error object in a 200 body becomes `InStreamError`, as in a stream. A body labelled
+    JSON whose first non-blank bytes are an SSE field (some vLLM deployments and proxies)
+    is read as the SSE stream it is, as it arrives.
+
+    The body is kept in one growing buffer and let go as soon as it is decoded, so a
+    large answer costs about twice its size while it is parsed, not more.
     """
 
-    __slots__ = ("_chat", "_body", "_size", "_max_bytes")
+    __slots__ = ("_chat", "_body", "_max_bytes", "_sse")
 
     def __init__(self, *, headers: Mapping[str, str] | None = None, now: Callable[[], float] = time.time,
                  max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
-        self._chat = ChatSSEParser(headers=headers, now=now)
-        self._body: list[bytes] = []
-        self._size = 0
+        self._chat = ChatSSEParser(headers=headers, now=now, max_event_bytes=max_bytes)
+        self._body = bytearray()
         self._max_bytes = max_bytes
+        self._sse: bool | None = None  # None until the first non-blank bytes tell
 
     @property
     def done(self) -> bool:
@@ -431,29 +634,41 @@ class ChatJSONParser:
         return self._chat.error
 
     def feed(self, data: bytes) -> list[Event]:
+        if self._sse:
+            return self._chat.feed(data)
         if self._chat.done:
             return []
-        self._size += len(data)
-        if self._size > self._max_bytes:
+        self._body += data
+        if self._sse is None:
+            self._sse = looks_like_sse(self._body)
+            if self._sse:
+                body = bytes(self._body)
+                self._body = bytearray()
+                return self._chat.feed(body)
+        if len(self._body) > self._max_bytes:
             self._chat._fail(StreamError(f"the JSON answer is larger than max_event_bytes={self._max_bytes}"))
-            self._body = []
-            return []
-        self._body.append(data)
+            self._body = bytearray()
         return []
 
     def finish(self) -> list[Event]:
+        if self._sse:
+            return self._chat.finish()
         if self._chat.done:
             return []
-        body = b"".join(self._body)
-        self._body = []
+        body = self._body
+        self._body = bytearray()
+        text = body.decode("utf-8", "replace")
+        del body  # the bytes go before the text is parsed
         try:
-            value = loads_chunk(body.decode())
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            self._chat._fail(StreamError(f"the answer is not valid JSON ({exc}): {body[:200]!r}"))
+            value = loads_chunk(text)
+        except (ValueError, RecursionError) as exc:
+            self._chat._fail(StreamError(f"the answer is not valid JSON ({exc}): {shorten(text, QUOTED_DATA_CHARS)!r}"))
             return []
         if not isinstance(value, dict):
-            self._chat._fail(StreamError(f"the answer is JSON but not a chat.completion object: {body[:200]!r}"))
+            self._chat._fail(StreamError(f"the answer is JSON but not a chat.completion object: "
+                                         f"{shorten(text, QUOTED_DATA_CHARS)!r}"))
             return []
+        del text
         out = self._chat.feed_chunk(completion_as_chunk(value))
         return out + self._chat.end_of_answer()
 

@@ -9,7 +9,7 @@ small function below, so that each can be read (and tested) on its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .._jsonrules import is_blank, is_json
@@ -20,8 +20,10 @@ from ..models import (
     FunctionCall,
     FunctionCallOutput,
     InputImage,
+    InputText,
     LocalShellCall,
     Message,
+    OutputText,
     Reasoning,
     ResponseItem,
 )
@@ -74,27 +76,67 @@ def reasoning_anchor(items: Sequence[ResponseItem], index: int) -> int | None:
     return None
 
 
+def anchored_reasoning(items: Sequence[ResponseItem]) -> Iterator[tuple[int, int | None, Reasoning]]:
+    """(index, anchor, item) of each reasoning item that is sent if it has an anchor:
+    only reasoning after the last user message counts, and none at all when the
+    conversation ends with a user message."""
+    if last_emitted_role(items) == "user":
+        return
+    user_index = last_user_index(items)
+    for index in range(0 if user_index is None else user_index + 1, len(items)):
+        item = items[index]
+        if isinstance(item, Reasoning):
+            yield index, reasoning_anchor(items, index), item
+
+
 def anchor_reasoning(items: Sequence[ResponseItem]) -> dict[int, str]:
     """Map anchor index -> the reasoning text sent with that message (`reasoning`).
 
-    Only reasoning after the last user message counts, and none at all when the
-    conversation ends with a user message. Texts landing on one anchor are joined
-    without a separator; blank ones and ones without `content` are left out.
+    Texts landing on one anchor are joined without a separator; blank ones and ones
+    without `content` are left out.
     """
-    if last_emitted_role(items) == "user":
-        return {}
-    user_index = last_user_index(items)
     anchors: dict[int, str] = {}
-    for index in range(0 if user_index is None else user_index + 1, len(items)):
-        item = items[index]
-        if not isinstance(item, Reasoning) or item.content is None or is_blank(item.text):
+    for index, anchor, item in anchored_reasoning(items):
+        if item.content is None or is_blank(item.text):
             continue
-        anchor = reasoning_anchor(items, index)
         if anchor is None:
             logger.debug("input[%d]: reasoning has no assistant message or call next to it; not sent", index)
             continue
         anchors[anchor] = anchors.get(anchor, "") + item.text
     return anchors
+
+
+def anchor_provider_fields(items: Sequence[ResponseItem]) -> dict[int, dict[str, Any]]:
+    """Map anchor index -> the server's own fields of the reasoning anchored there
+    (`Reasoning.provider_fields`: OpenRouter's ``reasoning_details``, Gemini's
+    ``extra_content``), sent on that message as they came, blank text or not."""
+    anchors: dict[int, dict[str, Any]] = {}
+    for _, anchor, item in anchored_reasoning(items):
+        if anchor is not None and item.provider_fields:
+            merge_provider_fields(anchors.setdefault(anchor, {}), item.provider_fields)
+    return anchors
+
+
+# The fields of a message or `tool_calls` entry that the protocol defines: a server's
+# own fields never replace them.
+PROTOCOL_FIELDS = frozenset({"role", "content", "refusal", "reasoning", "tool_calls", "tool_call_id", "name",
+                             "id", "type", "function"})
+
+
+def merge_provider_fields(target: dict[str, Any], fields: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Add a server's own fields to a message or a `tool_calls` entry. A field of the
+    protocol is left alone; a list already there is extended (the
+    ``reasoning_details`` of calls grouped in one message, in order); any other field
+    keeps the value it has."""
+    for key, value in (fields or {}).items():
+        if key in PROTOCOL_FIELDS:
+            continue
+        present = target.get(key)
+        if isinstance(present, list) and isinstance(value, list):
+            target[key] = present + value
+        else:
+            target.setdefault(key, value)
+    return target
 
 
 # --- malformed arguments and orphan calls (calls with no output) ---------------
@@ -152,22 +194,26 @@ def truncation_index(items: Sequence[ResponseItem]) -> int | None:
 
 
 def message_to_chat(message: Message) -> dict[str, Any] | None:
-    """`{"role", "content"}`, or None for a message with neither text nor image.
+    """`{"role", "content"}`, or None for a message with neither text nor image (nor a
+    refusal).
 
     Text segments are joined without a separator. A non-assistant message with an
     image sends content parts (blank text parts left out); an assistant message is
     always plain text, its images dropped (as in llmx: assistant
-    content is a string for every server).
+    content is a string for every server). An assistant message's refusal parts go in
+    its `refusal` (Chat Completions' field for them), beside its text (``""`` when it
+    has none).
     """
     text = message.text
     has_image = any(isinstance(part, InputImage) for part in message.content)
-    if is_blank(text) and not has_image:
+    refusal = message.refusal if message.role == "assistant" else ""
+    if is_blank(text) and not has_image and not refusal:
         return None
     if message.role == "assistant" or not has_image:
-        return {"role": message.role, "content": text}
+        return {"role": message.role, "content": text, **({"refusal": refusal} if refusal else {})}
     parts = [image_part(part.image_url) if isinstance(part, InputImage) else {"type": "text", "text": part.text}
              for part in message.content
-             if isinstance(part, InputImage) or not is_blank(part.text)]
+             if isinstance(part, InputImage) or isinstance(part, (InputText, OutputText)) and not is_blank(part.text)]
     return {"role": message.role, "content": parts}
 
 
@@ -187,6 +233,7 @@ def is_duplicate_assistant(message: Mapping[str, Any], previous: Mapping[str, An
         and previous.get("role") == "assistant"
         and "tool_calls" not in previous
         and previous.get("content") == message.get("content")
+        and previous.get("refusal") == message.get("refusal")
     )
 
 
@@ -196,8 +243,10 @@ def _tool_call_message(tool_call: dict[str, Any]) -> dict[str, Any]:
 
 
 def function_call_to_chat(call: FunctionCall) -> dict[str, Any]:
-    return _tool_call_message({"id": call.call_id, "type": "function",
-                               "function": {"name": call.name, "arguments": call.arguments}})
+    """The call's `tool_calls` entry, with the server's own fields it came with (Gemini's
+    ``extra_content``) sent back unchanged."""
+    entry = {"id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+    return _tool_call_message(merge_provider_fields(entry, call.provider_fields))
 
 
 def local_shell_call_to_chat(call: LocalShellCall) -> dict[str, Any]:
@@ -266,6 +315,7 @@ def append_message(messages: list[dict[str, Any]], message: dict[str, Any]) -> N
         previous["tool_calls"].extend(message["tool_calls"])
         if "reasoning" in message:
             previous["reasoning"] = previous.get("reasoning", "") + message["reasoning"]
+        merge_provider_fields(previous, message)
         return
     messages.append(message)
 
@@ -274,6 +324,7 @@ def build_messages(items: Sequence[ResponseItem], instructions: str | None,
                    orphan_tool_calls: OrphanToolCalls = "drop") -> list[dict[str, Any]]:
     """The `messages` array for `items` (already formatted, see `format_input`)."""
     anchors = anchor_reasoning(items)
+    anchored_fields = anchor_provider_fields(items)
     malformed = malformed_calls(items)
     skipped = skipped_outputs(items, malformed)
     end = len(items)
@@ -297,6 +348,7 @@ def build_messages(items: Sequence[ResponseItem], instructions: str | None,
             continue
         if index in anchors:
             message["reasoning"] = anchors[index]
+        merge_provider_fields(message, anchored_fields.get(index))
         append_message(messages, message)
     return messages
 
