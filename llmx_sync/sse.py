@@ -39,6 +39,10 @@ _MAX_GROWTH: Final = 3
 # `utf8_size` encodes a long string in slices of this many characters, so that it
 # never makes a second copy of the string.
 _SIZE_SLICE: Final = 1 << 16
+# A held line up to this many bytes is decoded with the read that ends it; a longer one
+# line by line, each line's bytes let go as soon as it is decoded, so that a long line is
+# never held as bytes, text and a sliced copy at once.
+_READ_AT_ONCE: Final = 1 << 16
 
 
 @dataclass(slots=True)
@@ -112,22 +116,25 @@ class SSEDecoder:
         if end < 0:
             self._hold(data)
             return []
-        events: list[ServerSentEvent] = []
-        start = 0
-        if self._partial:
-            start = data.index(b"\n") + 1
-            self._partial += data[:start - 1]
-            events = self._partial_line()
-        if start <= end and self.error is None:
-            # The complete lines of this read, with the LF that ends the last of them.
-            complete = data if start == 0 and end == len(data) - 1 else data[start:end + 1]
-            if self._data_size + _MAX_GROWTH * len(complete) <= self._max_event_bytes:
-                # Nothing in here can pass the limit: read it all at once, unchecked.
-                lines = complete.decode("utf-8", "replace").split("\n")
-                lines.pop()
-                events += self._lines(lines)
-            else:
-                events += self._checked_lines(complete.split(b"\n")[:-1])
+        held = len(self._partial)
+        if held <= _READ_AT_ONCE and self._data_size + _MAX_GROWTH * (held + end + 1) <= self._max_event_bytes:
+            # Nothing in here can pass the limit: read it all at once, unchecked. The tail
+            # after the last LF decodes apart from the lines before it (no character spans
+            # a LF), so the whole read is decoded and the tail's text dropped (it is held
+            # as bytes below), which saves copying the read.
+            lines = data.decode("utf-8", "replace").split("\n")
+            lines.pop()
+            if held:
+                self._partial += data[:data.index(b"\n")]
+                lines[0] = self._partial.decode("utf-8", "replace")
+                self._partial = bytearray()
+            events = self._lines(lines)
+        else:
+            self._partial += data[:end + 1]  # in place: a long held line is not copied
+            raw_lines = self._partial.split(b"\n")
+            raw_lines.pop()
+            self._partial = bytearray()  # a long line's bytes are held once, by `raw_lines`
+            events = self._checked_lines(raw_lines)
         if end + 1 < len(data) and self.error is None:
             self._hold(data[end + 1:])
         return events
@@ -141,12 +148,6 @@ class SSEDecoder:
         self._partial += piece
         if len(self._partial) > self._max_event_bytes:
             self._too_large()
-
-    def _partial_line(self) -> list[ServerSentEvent]:
-        """The events of the held line, now complete."""
-        raw_lines = [self._partial]
-        self._partial = bytearray()
-        return self._checked_lines(raw_lines)
 
     def _checked_lines(self, raw_lines: list[bytes] | list[bytearray]) -> list[ServerSentEvent]:
         """The events of `raw_lines`, read one by one, stopping at the first line or

@@ -419,24 +419,8 @@ class ChatSSEParser:
                 self._add_text(content, out)
             elif isinstance(content, list):
                 self._add_content_parts(content, out)
-        refusal = delta.get("refusal")
-        if refusal and isinstance(refusal, str):
-            self._add_refusal(refusal, out)
-        reasoning = _delta_reasoning(delta) if delta else None
-        if reasoning:
-            self._add_reasoning(reasoning, out)
-        message = choice.get("message")
-        if isinstance(message, dict):
-            reasoning = _message_reasoning(message.get("reasoning"))
-            if reasoning:
-                self._add_reasoning(reasoning, out)
-        if len(delta) > 1:  # the server's own fields ride on deltas with content or tool calls
-            self._add_reasoning_fields(delta, out)
-        tool_calls = delta.get("tool_calls")
-        if tool_calls and isinstance(tool_calls, list):
-            for tool_call in tool_calls:
-                if isinstance(tool_call, dict):
-                    self._add_tool_call(tool_call, out)
+        if content is None or len(delta) > 1 or "message" in choice:  # more than text (most chunks are text only)
+            self._on_delta_fields(delta, choice.get("message"), out)
         finish_reason = choice.get("finish_reason")
         if finish_reason and isinstance(finish_reason, str):
             if finish_reason == "error":  # OpenRouter's normalised reason for a failed answer
@@ -445,8 +429,31 @@ class ChatSSEParser:
             self._finish_reason = finish_reason
             self._flush_items(out)  # `completed` waits for [DONE] or the end (trailing usage)
 
+    def _on_delta_fields(self, delta: dict[str, Any], message: Any, out: list[Event]) -> None:
+        """What a delta holds beside its text: a refusal, reasoning (also a whole
+        message's), the server's own fields, tool calls (in that order)."""
+        refusal = delta.get("refusal")
+        if refusal and isinstance(refusal, str):
+            self._add_refusal(refusal, out)
+        reasoning = _delta_reasoning(delta)
+        if reasoning:
+            self._add_reasoning(reasoning, out)
+        if isinstance(message, dict):
+            reasoning = _message_reasoning(message.get("reasoning"))
+            if reasoning:
+                self._add_reasoning(reasoning, out)
+        self._add_reasoning_fields(delta, out)
+        tool_calls = delta.get("tool_calls")
+        if tool_calls and isinstance(tool_calls, list):
+            for tool_call in tool_calls:
+                if isinstance(tool_call, dict):
+                    self._add_tool_call(tool_call, out)
+
     def _add_text(self, text: str, out: list[Event]) -> None:
-        self._open_message(out).append(text)
+        pending = self._text
+        if pending is None:
+            pending = self._open_message(out)
+        pending.append(text)
         out.append(OutputTextDelta(text))
 
     def _add_refusal(self, text: str, out: list[Event]) -> None:
