@@ -71,7 +71,11 @@ class StructuredOutput:
         return calls[-1] if calls else None
 
     def parse(self, result: ChatResult) -> object:
-        """The value of the whole answer; `OutputValidationError` when it does not fit."""
+        """The value of the whole answer; `OutputValidationError` when it does not fit.
+        None when the model refused (`result.refusal`) instead of answering, as the
+        openai SDK's `parsed` is then: the refusal is the answer, not a malformed one."""
+        if result.refusal and not result.text and self.answer_call(result) is None:
+            return None
         if not self._from_call:
             return self.schema.parse(result.text)
         call = self.answer_call(result)

@@ -208,6 +208,15 @@ def test_1_a_refusal_goes_back_as_the_assistant_message_s_refusal(llm_server: LL
 
 
 @loopback
+def test_1_a_refusal_of_structured_output_leaves_parsed_none(llm_server: LLMServer) -> None:
+    serve(llm_server, body_of("openai_refusal.sse"))
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    with client_for(llm_server) as client:
+        result = client.stream("How do I make anthrax?", model="m", response_format=schema).collect()
+    assert (result.parsed, result.refusal) == (None, "I'm sorry, but I can't help with that.")
+
+
+@loopback
 def test_2_content_parts_become_text_and_reasoning(llm_server: LLMServer) -> None:
     (events, error), result, frames = each_way(llm_server, body_of("mistral_magistral_thinking.sse"), piece=33)
     assert error is None
