@@ -11,6 +11,7 @@ JSON, 5 drifting tool-call ids, 6 an SSE body labelled JSON, 7 bytes that are no
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_stream import FakeStream
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from llm_server import LLMServer, Reply, Stall, chat_chunk, sse_done, sse_event
@@ -27,6 +29,7 @@ from recorded_bodies import content_type, expected, recorded_bodies
 from llmx_sync import (
     ChatResult,
     Client,
+    Completed,
     Event,
     FunctionCall,
     FunctionCallOutput,
@@ -34,19 +37,25 @@ from llmx_sync import (
     LlmxError,
     Message,
     Other,
+    OutputItemAdded,
+    OutputItemDone,
     OutputTextDelta,
     Reasoning,
     Refusal,
     RefusalDelta,
     ResponseItem,
     StreamError,
+    aggregate,
     collect,
     item_from_dict,
     read_history_jsonl,
     tool,
 )
 from llmx_sync.chat import CHAT_COMPLETIONS
-from llmx_sync.web import sse_response_body
+from llmx_sync.chat.parse import merge_reasoning_details
+from llmx_sync.cli import Renderer
+from llmx_sync.notebook import display_stream
+from llmx_sync.web import sse_response_body, text_body
 
 # The loopback tests run once per body reader (the socket path and urllib3's).
 loopback = pytest.mark.usefixtures("body_reader")
@@ -127,6 +136,21 @@ def test_any_split_of_a_body_gives_the_events_of_the_whole_body(path: Path, newl
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=12)))
     pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
     assert outcome(pieces, path) == outcome([path.read_bytes()], path)
+
+
+def test_reasoning_details_pieces_continue_the_detail_of_their_type_and_index() -> None:
+    details: list[Any] = []
+    merge_reasoning_details(details, [{"type": "reasoning.summary", "summary": "Plan", "index": 0},
+                                      {"type": "reasoning.text", "text": "a", "index": 1, "signature": None}])
+    merge_reasoning_details(details, [{"type": "reasoning.text", "text": "b", "index": 1},
+                                      {"type": "reasoning.summary", "summary": " it.", "index": 0}, "odd",
+                                      {"type": "reasoning.encrypted", "data": "E1", "index": 2}])
+    merge_reasoning_details(details, [{"type": "reasoning.text", "text": "", "index": 1, "signature": "sig"},
+                                      {"type": "reasoning.encrypted", "data": "E2"}])
+    assert details == [{"type": "reasoning.summary", "summary": "Plan it.", "index": 0},
+                       {"type": "reasoning.text", "text": "ab", "index": 1, "signature": "sig"}, "odd",
+                       {"type": "reasoning.encrypted", "data": "E1", "index": 2},
+                       {"type": "reasoning.encrypted", "data": "E2"}]
 
 
 # --- on loopback: the stream, collect() and the SSE web helper -------------------------------------
@@ -436,3 +460,34 @@ def test_a_huge_event_costs_at_most_two_and_a_half_times_its_size(llm_server: LL
     report = json.loads(run.stdout)
     assert report["chars"] == size
     assert report["peak"] <= 2.5 * len(body), f"peak {report['peak'] / len(body):.2f}x the event"
+
+
+# --- a refusal is shown wherever an answer is ------------------------------------------------
+
+
+REFUSAL_EVENTS: list[Event] = [OutputItemAdded(Message("assistant", [])), RefusalDelta("I can't"),
+                               RefusalDelta(" help."), OutputItemDone(Message("assistant", [Refusal("I can't help.")])),
+                               Completed("r", None, "stop")]
+
+
+def test_the_cli_shows_a_refusal_as_the_answer() -> None:
+    streamed, whole = io.StringIO(), io.StringIO()
+    for out, events in ((streamed, REFUSAL_EVENTS), (whole, aggregate(REFUSAL_EVENTS))):
+        renderer = Renderer(out)
+        for event in events:
+            renderer.render(event)
+    assert streamed.getvalue() == whole.getvalue() == "I can't help.\n"
+
+
+def test_the_notebook_shows_a_refusal_as_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr("llmx_sync.notebook._markdown_display", lambda: shown.append)
+    result = display_stream(FakeStream(list(REFUSAL_EVENTS)), throttle=0)
+    assert result.refusal == "I can't help." and shown[-1] == "I can't help."
+    assert "I can't" in shown[:-1]  # shown while it streams too
+
+
+def test_the_web_helpers_send_a_refusal() -> None:
+    assert b"".join(text_body(FakeStream(list(REFUSAL_EVENTS)))) == b"I can't help."
+    frames = b"".join(sse_response_body(FakeStream(list(REFUSAL_EVENTS)))).decode()
+    assert 'event: refusal.delta\ndata: {"type":"refusal.delta","delta":" help."}\n\n' in frames

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmx_sync.errors import StreamError
-from llmx_sync.sse import ServerSentEvent, SSEDecoder
+from llmx_sync.sse import ServerSentEvent, SSEDecoder, utf8_size
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:
@@ -315,3 +315,8 @@ def test_an_error_field_is_an_error_event() -> None:
     assert decode(body) == [ServerSentEvent("message", '{"a":1}'),
                             ServerSentEvent("error", '{"code":500,"message":"boom"}'),
                             ServerSentEvent("message", "[DONE]")]
+
+
+@pytest.mark.parametrize("text", ["", "ascii", "Grüße", "東京" * 40_000, "😀" * 70_000 + "a", "\ufffd"])
+def test_utf8_size_is_the_encoded_length(text: str) -> None:
+    assert utf8_size(text) == len(text.encode())

@@ -175,17 +175,15 @@ def merge_reasoning_details(details: list[Any], pieces: list[Any]) -> None:
     An entry with the ``type`` and ``index`` of an earlier one continues it (OpenRouter
     streams a detail in pieces): its ``text``, ``summary`` and ``data`` are appended, its
     other fields (a ``signature`` that comes last) set when not null. Other entries are
-    new, in the order they came."""
+    new, in the order they came (a piece that is not an object as it is)."""
     for piece in pieces:
-        if not isinstance(piece, dict):
-            continue
-        index = piece.get("index")
+        index = piece.get("index") if isinstance(piece, dict) else None
         earlier = None
         if type(index) is int:
-            earlier = next((d for d in details if d.get("index") == index and d.get("type") == piece.get("type")),
-                           None)
+            earlier = next((d for d in details if isinstance(d, dict) and d.get("index") == index
+                            and d.get("type") == piece.get("type")), None)
         if earlier is None:
-            details.append(dict(piece))
+            details.append(dict(piece) if isinstance(piece, dict) else piece)
             continue
         for key, value in piece.items():
             if key in ("text", "summary", "data") and isinstance(value, str) and isinstance(earlier.get(key), str):
