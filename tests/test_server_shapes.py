@@ -481,7 +481,7 @@ def test_the_cli_shows_a_refusal_as_the_answer() -> None:
 
 def test_the_notebook_shows_a_refusal_as_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     shown: list[str] = []
-    monkeypatch.setattr("llmx_sync.notebook._markdown_display", lambda: shown.append)
+    monkeypatch.setattr("llmx_sync.notebook._markdown_display", lambda: lambda markdown, final: shown.append(markdown))
     result = display_stream(FakeStream(list(REFUSAL_EVENTS)), throttle=0)
     assert result.refusal == "I can't help." and shown[-1] == "I can't help."
     assert "I can't" in shown[:-1]  # shown while it streams too
