@@ -54,6 +54,7 @@ from .events import Completed, Event, OutputRejected, ToolResult
 from .functions import PythonTool, ToolArgumentsError
 from .models import FunctionCall, FunctionCallOutput, ResponseItem
 from .response import ResponseStream, StructuredOutput
+from .telemetry import OFF, RunTrace
 
 __all__ = ["RunStream", "run_tool_call"]
 
@@ -91,7 +92,9 @@ def _raised(exc: BaseException) -> str:
 class _Turn:
     """The tool calls of one turn being run, each in its own daemon thread (or one by one)."""
 
-    def __init__(self, calls: Sequence[FunctionCall], tools: dict[str, PythonTool], parallel: bool) -> None:
+    def __init__(self, calls: Sequence[FunctionCall], tools: dict[str, PythonTool], parallel: bool,
+                 trace: RunTrace = OFF) -> None:
+        self._trace = trace
         self.calls = list(calls)
         self._results: queue.Queue[tuple[int, tuple[FunctionCall, ToolResult]]] = queue.Queue()
         self._done: dict[int, tuple[FunctionCall, ToolResult]] = {}
@@ -103,12 +106,14 @@ class _Turn:
             self._start(0, self.calls, tools)
 
     def _start(self, first: int, calls: list[FunctionCall], tools: dict[str, PythonTool]) -> None:
-        results = self._results
+        results, trace = self._results, self._trace
 
         def work() -> None:
             for offset, call in enumerate(calls):
                 try:
-                    result = run_tool_call(call, tools)
+                    with trace.tool(call) as traced:
+                        result = run_tool_call(call, tools)
+                        traced(result[1])
                 except BaseException as exc:  # SystemExit: the thread would end silently, the loop wait forever
                     message = _raised(exc)
                     result = call, ToolResult(call.call_id, call.name, message, message)
@@ -141,12 +146,14 @@ class _State:
     """What the finalizer needs to stop a run: its current stream. Not the RunStream
     itself, so an abandoned run can be collected."""
 
-    def __init__(self) -> None:
+    def __init__(self, trace: RunTrace) -> None:
         self.stream: ResponseStream | None = None
         self.closed = threading.Event()
+        self.trace = trace
 
     def close(self) -> None:
         self.closed.set()
+        self.trace.end(kind="cancelled")  # (nothing if the run had ended)
         stream = self.stream
         if stream is not None:
             stream.close()
@@ -168,7 +175,7 @@ class RunStream:
     def __init__(self, history: Sequence[ResponseItem],
                  start_turn: Callable[[list[ResponseItem]], ResponseStream | None],
                  tools: Sequence[PythonTool], *, max_turns: int, parallel: bool,
-                 max_output_retries: int = 0, run_tools: bool = True) -> None:
+                 max_output_retries: int = 0, run_tools: bool = True, trace: RunTrace = OFF) -> None:
         self.history: list[ResponseItem] = list(history)
         self.turn = 0
         self.reasks = 0
@@ -179,7 +186,7 @@ class RunStream:
         self._max_output_retries = max_output_retries
         self._run_tools = run_tools
         self._turn_recorded = False  # the current stream's items are in `history`
-        self._state = _State()
+        self._state = _State(trace)
         self._finalizer = weakref.finalize(self, self._state.close)
         self._pending: deque[Event] = deque()
         self._tool_turn: _Turn | None = None
@@ -216,6 +223,7 @@ class RunStream:
                     error, self._error = self._error, None
                     raise error
                 if self._finished:
+                    self._state.trace.end(kind=None if self._answered else "cancelled")
                     raise StopIteration
                 if self._next_turn_due:
                     self._next_turn_due = False
@@ -230,7 +238,8 @@ class RunStream:
                     self._next_stream_event(wait)
         except (StopIteration, TimeoutError):
             raise
-        except BaseException:
+        except BaseException as exc:
+            self._state.trace.end(exc)
             self.close()
             raise
 
@@ -258,7 +267,7 @@ class RunStream:
         output = stream.structured_output
         answered = not result.tool_calls or (output is not None and output.answer_call(result) is not None)
         if not answered and self._run_tools:
-            self._tool_turn = _Turn(result.tool_calls, self._tools, self._parallel)
+            self._tool_turn = _Turn(result.tool_calls, self._tools, self._parallel, self._state.trace)
             self._tool_items = []
             return
         if answered and output is not None and self._max_output_retries:

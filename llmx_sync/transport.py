@@ -41,6 +41,7 @@ from .errors import (
     status_error,
     status_text,
 )
+from .retry_hooks import retrying
 
 __all__ = [
     "Deadline",
@@ -334,6 +335,11 @@ class Transport:
         self._session = session
         _transports.add(self)
 
+    @property
+    def owns_session(self) -> bool:
+        """Whether the session is this transport's own (not a caller's)."""
+        return self._owns_session
+
     def reset_pools(self) -> None:
         """New, empty connection pools (the old connections are left alone)."""
         for adapter in self._session.adapters.values():
@@ -436,6 +442,7 @@ class Transport:
                     # Not chained: requests' message quotes the URL, query parameters and all.
                     raise ConnectionFailedError(reason) from None
                 _log_retry(attempt, max_retries, reason, delay)
+                retrying(attempt, None, reason, delay)
                 _sleep(delay, cancel, where, deadline)
                 continue
             except (requests.exceptions.InvalidURL, urllib3.exceptions.LocationValueError) as exc:
@@ -459,6 +466,7 @@ class Transport:
                             delay, max_retry_delay)
                 raise retry_limit_error(error, attempt)
             _log_retry(attempt, max_retries, status_text(status), delay)
+            retrying(attempt, status, status_text(status), delay)
             try:
                 _sleep(delay, cancel, where, deadline)
             except DeadlineExceededError as exc:
