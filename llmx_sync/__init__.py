@@ -8,8 +8,10 @@
 
 from ._logging import configure_logging
 from .aggregate import ChatAccumulator, ChatResult, aggregate, collect
+from .batch import BatchItem, BatchPrompt, BatchRun, BatchSummary
 from .chat import build_chat_request, parse_chat_sse
 from .client import Client
+from .concurrency import AdaptiveConcurrency, FixedConcurrency
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -107,7 +109,8 @@ from .transport import ResponseInfo
 __version__ = "0.1.0"
 
 __all__ = [
-    "AuthenticationError", "BUILTIN_PROVIDERS", "BadRequestError", "ChatAccumulator", "ChatResult", "Client",
+    "AdaptiveConcurrency", "AuthenticationError", "BUILTIN_PROVIDERS", "BadRequestError", "BatchItem", "BatchPrompt",
+    "BatchRun", "BatchSummary", "FixedConcurrency", "ChatAccumulator", "ChatResult", "Client",
     "Completed", "ConfigError", "ConfigFile", "ConflictError", "Connection", "ConnectionFailedError", "ContentItem",
     "Created", "CustomToolCall", "CustomToolCallOutput", "DeadlineExceededError", "EnvVarError", "Event",
     "FreeformTool", "FreeformToolFormat", "FunctionCall", "FunctionCallArgumentsDelta", "FunctionCallOutput",

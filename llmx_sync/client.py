@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 from urllib.parse import urlsplit
 
 import requests
@@ -34,9 +35,14 @@ from .settings import RequestOptions, merge_options, options_from
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import DEFAULT_BUFFERED_BYTES
 from .structured import requested_output
+from .telemetry import request_trace, run_trace
 from .tools import FunctionTool
 from .transport import Deadline, ResponseInfo, Transport, display_url
 from .wire import WIRES
+
+if TYPE_CHECKING:
+    from .batch import BatchPrompt, BatchRun
+    from .concurrency import Concurrency
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "Client", "PromptLike"]
 
@@ -210,7 +216,9 @@ class Client:
         output = self._structured_output(prompt, settings)
         deadline = Deadline(settings.timeout) if settings.timeout is not None else None
         credential_sent = any(_CREDENTIAL_HEADER.search(name) for name in headers)
-        response = self._transport.send(
+        trace = request_trace(provider, settings, prompt)
+        response = trace.call(
+            self._transport.send,
             provider.connection.url(),
             headers=headers,
             body=body,
@@ -226,10 +234,11 @@ class Client:
         )
         try:
             parser = wire.parser(response.headers, max_event_bytes=self._max_event_bytes)
-        except BaseException:
+        except BaseException as exc:
             response.close()
+            trace.end(exc)
             raise
-        stream = ResponseStream(open_body(response), parser, ResponseInfo.of(response),
+        stream = ResponseStream(*trace.follow(open_body(response), parser), ResponseInfo.of(response),
                                 idle_timeout=settings.idle_timeout, deadline=deadline,
                                 max_buffered_bytes=self._max_buffered_bytes, output=output, history=prompt.input)
         self._track(stream)
@@ -286,17 +295,47 @@ class Client:
         turn_tools = [*base.tools, *python_tools]
         turns = itertools.count()
 
+        trace = run_trace(self.provider, first_turn)
+
         def start_turn(history: list[ResponseItem]) -> ResponseStream | None:
             if self._closed.is_set():
                 return None  # the run ends quietly, as its stream would
             prompt = Prompt(input=history, tools=turn_tools, instructions=base.instructions,
                             output_schema=base.output_schema)
-            return self._stream(prompt, first_turn if next(turns) == 0 else later_turns)
+            with trace.current():  # the request's span is the run's child
+                return self._stream(prompt, first_turn if next(turns) == 0 else later_turns)
 
-        run = RunStream(base.input, start_turn, python_tools, max_turns=max_turns, parallel=parallel,
-                        max_output_retries=max_output_retries, run_tools=run_tools)
+        try:
+            run = RunStream(base.input, start_turn, python_tools, max_turns=max_turns, parallel=parallel,
+                            max_output_retries=max_output_retries, run_tools=run_tools, trace=trace)
+        except BaseException as exc:  # the first request failed
+            trace.end(exc)
+            raise
         self._track(run)
         return run
+
+    def map(self, prompts: Iterable[PromptLike | BatchPrompt], *,
+            concurrency: int | Literal["auto"] | Concurrency = "auto", max_concurrency: int = 64,
+            output: str | os.PathLike[str] | None = None, as_completed: bool = False, fail_fast: bool = False,
+            progress: bool | None = None, tools: Sequence[Callable[..., Any] | PythonTool] = (),
+            max_turns: int = 10, **options: Any) -> BatchRun:
+        """Send every prompt (anything `stream` takes, or a `batch.BatchPrompt` with its own
+        settings) and iterate over their `BatchItem`s, in input order (`as_completed`: as
+        they finish). Iterating runs the batch; an item's error is its result (`fail_fast`:
+        the first stops the batch and is raised).
+
+        `concurrency`: ``"auto"`` (at most `max_concurrency` in flight, driven by the
+        server's rate-limit headers and 429s), a number, or a `concurrency.Concurrency`
+        to share between batches. `output`: a JSON Lines file each finished item is
+        appended to; run the same call again to skip the answered items. `progress`: a
+        bar on stderr (None: on a terminal or in Jupyter). `tools`: each item is a `run`
+        (with `max_turns`). Settings as in `stream`. See `llmx_sync.batch`.
+        """
+        from .batch import run_batch  # here, not at the top: the batch module sits above this one
+
+        return run_batch(self, prompts, concurrency=concurrency, max_concurrency=max_concurrency, output=output,
+                         as_completed=as_completed, fail_fast=fail_fast, progress=progress, tools=tools,
+                         max_turns=max_turns, **options)
 
     def _track(self, stream: ResponseStream | RunStream) -> None:
         with self._lock:
@@ -342,6 +381,19 @@ class Client:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A pickled client (a Dask or multiprocessing task that closes over one) is its
+        settings: unpickled, it is a new client with an empty connection pool of its own,
+        so no connection crosses processes (the provider's key travels with it). A client
+        made with a `session`, a `transport` or the bundled local server cannot be made
+        again elsewhere: pickling it raises TypeError."""
+        if not self._owns_transport or not self._transport.owns_session or self._server is not None:
+            raise TypeError("this Client cannot be pickled: its session, transport or local model server belong "
+                            "to this process; create a Client in each process instead")
+        timeout = self._defaults.timeout if self._defaults is not None else None
+        return (functools.partial(Client, self.provider, timeout=timeout, max_event_bytes=self._max_event_bytes,
+                                  max_buffered_bytes=self._max_buffered_bytes), ())
 
     def __repr__(self) -> str:
         return f"Client(provider={self.provider!r})"

@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from .events import RateLimitSnapshot, RateLimitWindow
 
-__all__ = ["parse_go_duration", "rate_limit_snapshot"]
+__all__ = ["RateLimitCounts", "parse_go_duration", "rate_limit_counts", "rate_limit_snapshot"]
 
 _GO_DURATION = re.compile(r"(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
 _GO_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -65,3 +66,26 @@ def rate_limit_snapshot(headers: Mapping[str, str], now: Callable[[], float]) ->
     if primary is None and secondary is None:
         return None
     return RateLimitSnapshot(primary=primary, secondary=secondary, headers=raw)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitCounts:
+    """One window's numbers as sent: what is `left` of its `limit`, and the seconds
+    until it is whole again (`reset_after`, None without a reset header)."""
+
+    limit: float
+    left: float
+    reset_after: float | None
+
+
+def rate_limit_counts(headers: Mapping[str, str], kind: str) -> RateLimitCounts | None:
+    """The ``requests`` or ``tokens`` window of `headers` (any case) as counts, or None
+    when it is absent or does not parse (a reset that does not parse leaves it unset).
+    The batch runner's budget reads these: the snapshot's percentages lose the counts."""
+    lowered = {name.lower(): value for name, value in headers.items() if name[:2] in ("x-", "X-")}
+    limit = _header_count(lowered.get(f"x-ratelimit-limit-{kind}"))
+    left = _header_count(lowered.get(f"x-ratelimit-remaining-{kind}"))
+    if not limit or left is None:
+        return None
+    reset = lowered.get(f"x-ratelimit-reset-{kind}")
+    return RateLimitCounts(limit, left, None if reset is None else parse_go_duration(reset))
