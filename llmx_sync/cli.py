@@ -1,5 +1,5 @@
-"""The command line: ``llmx-sync chat "…"`` (also ``python -m llmx_sync chat "…"``)
-and ``llmx-sync logs``.
+"""The command line: ``llmx-sync chat "…"`` (also ``python -m llmx_sync chat "…"``),
+``llmx-sync logs`` and ``llmx-sync batch`` (in `cli_batch`).
 
 ``chat`` streams one answer to stdout as it arrives, with usage and timings on
 stderr; with ``--tool module:function`` it runs the tool loop (`Client.run`),
@@ -251,6 +251,19 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
+def add_provider_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose the server (`chat`'s and `batch`'s): --provider, --base-url,
+    --api-key, --config; `check_provider_args` checks them."""
+    where = parser.add_argument_group("provider")
+    where.add_argument("--provider", metavar="NAME",
+                       help=f"built-in provider ({', '.join(BUILTIN_PROVIDERS)}) or, with --config, "
+                            "a [model_providers.NAME] table")
+    where.add_argument("--base-url", metavar="URL", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    where.add_argument("--api-key", metavar="KEY",
+                       help="bearer token (prefer $LLMX_API_KEY: command lines are visible to other users)")
+    where.add_argument("--config", metavar="FILE", type=Path, help="TOML file with [model_providers.NAME] tables")
+
+
 def configure_chat(chat: argparse.ArgumentParser) -> None:
     chat.add_argument(
         "message", nargs="?",
@@ -259,14 +272,7 @@ def configure_chat(chat: argparse.ArgumentParser) -> None:
              "terminal, an interactive chat",
     )
 
-    where = chat.add_argument_group("provider")
-    where.add_argument("--provider", metavar="NAME",
-                       help=f"built-in provider ({', '.join(BUILTIN_PROVIDERS)}) or, with --config, "
-                            "a [model_providers.NAME] table")
-    where.add_argument("--base-url", metavar="URL", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
-    where.add_argument("--api-key", metavar="KEY",
-                       help="bearer token (prefer $LLMX_API_KEY: command lines are visible to other users)")
-    where.add_argument("--config", metavar="FILE", type=Path, help="TOML file with [model_providers.NAME] tables")
+    add_provider_arguments(chat)
 
     request = chat.add_argument_group("request")
     request.add_argument("-m", "--model", help="model name (default: $LLMX_MODEL, else per provider)")
@@ -312,8 +318,8 @@ def configure_chat(chat: argparse.ArgumentParser) -> None:
     output.add_argument("-q", "--quiet", action="store_true", help="no usage and timing lines on stderr")
 
 
-def check_chat_args(args: argparse.Namespace) -> None:
-    """The checks of `chat`'s arguments that argparse cannot express (`UsageError`)."""
+def check_provider_args(args: argparse.Namespace) -> None:
+    """The checks of the provider flags that argparse cannot express (`UsageError`)."""
     if args.provider is not None and args.config is None and args.provider not in BUILTIN_PROVIDERS:
         raise UsageError(f"argument --provider: invalid choice: {args.provider!r} "
                          f"(choose from {', '.join(BUILTIN_PROVIDERS)}, or name a table with --config)")
@@ -322,6 +328,11 @@ def check_chat_args(args: argparse.Namespace) -> None:
             raise UsageError("argument --api-key: the key is empty")
         if args.base_url is None and args.provider is None and args.config is None:
             raise UsageError("argument --api-key: needs --base-url, --provider or --config")
+
+
+def check_chat_args(args: argparse.Namespace) -> None:
+    """The checks of `chat`'s arguments that argparse cannot express (`UsageError`)."""
+    check_provider_args(args)
     if args.python_tools:
         if args.tools is not None:
             raise UsageError("argument --tools: not with --tool (the loop can only run Python functions; "
@@ -1134,10 +1145,42 @@ def format_conversation(session: Session, items: Sequence[ResponseItem]) -> list
 
 # --- main -------------------------------------------------------------------------
 
+def configure_batch(batch: argparse.ArgumentParser) -> None:
+    from .cli_batch import configure  # here, not at the top: the batch command builds on this module
+
+    configure(batch)
+
+
+def batch_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .cli_batch import run_batch_command  # (see configure_batch)
+
+    return run_batch_command(args, err)
+
+
+_BATCH_DESCRIPTION = """\
+Answer every prompt of a JSONL file (one per line) through Client.map: as many
+requests in flight as the server's rate limits allow, each answer appended to -o as
+it finishes. Run the same command again to resume: answered prompts are skipped,
+failed ones tried again. The whole input is checked before anything is sent."""
+
+_BATCH_EPILOG = """\
+input lines (JSON, one prompt each):
+  "Summarise: …"                                     a user message
+  [{"role": "user", "content": "hi"}]                a conversation
+  {"prompt": "hi", "model": "m2", "max_tokens": 50}  a prompt with settings of its own
+  {"messages": [...], "temperature": 0}
+
+examples:
+  llmx-sync batch prompts.jsonl -o answers.jsonl --model gpt-4o-mini
+  llmx-sync batch prompts.jsonl -o answers.jsonl --concurrency 16 --schema person.json
+"""
+
 COMMANDS: tuple[Command, ...] = (
     Command("chat", "stream an answer, or chat", _DESCRIPTION, configure_chat, chat_command, _CHAT_EPILOG),
     Command("logs", "list the saved conversations, or show one", _LOGS_DESCRIPTION, configure_logs,
             logs_command),
+    Command("batch", "answer every prompt of a JSONL file, resumably", _BATCH_DESCRIPTION, configure_batch,
+            batch_command, _BATCH_EPILOG),
 )
 
 
