@@ -2,9 +2,9 @@
 finishes, read back to resume a batch that was stopped or killed.
 
 A line is ``{"index", "input_hash", "attempts", "latency", ...}`` and either the
-answer (``"text"``, ``"parsed"``, ``"finish_reason"``, ``"response_id"``,
-``"usage"``, ``"items"``: what the answer added to the conversation, every turn of a
-tool loop) or ``"error"`` (``{"type", "message", "status", "code"}``). The last line
+answer (``"text"``, ``"reasoning"`` and ``"refusal"`` when not empty, ``"parsed"``,
+``"finish_reason"``, ``"response_id"``, ``"usage"``, ``"items"``: what the answer added
+to the conversation, every turn of a tool loop) or ``"error"`` (``{"type", "message", "status", "code"}``). The last line
 for an index wins: a failed item is written, then written again when a later run
 retries it.
 
@@ -86,6 +86,8 @@ def result_line(index: int, key: str, result: ChatResult, *, added: Sequence[Res
     line: dict[str, Any] = {"index": index, "input_hash": key, "text": result.text}
     if result.reasoning:
         line["reasoning"] = result.reasoning
+    if result.refusal:
+        line["refusal"] = result.refusal
     if result.parsed is not None:
         line["parsed"] = json_value(result.parsed)
     line.update(finish_reason=result.finish_reason, response_id=result.response_id,
@@ -124,6 +126,7 @@ def result_from_line(line: Mapping[str, Any], input_items: Sequence[ResponseItem
         rate_limits=None,
         history=[*input_items, *added],
         parsed=None if parsed is None or schema is None else schema.parse(compact_json(parsed)),
+        refusal=str(line.get("refusal") or ""),
     )
 
 

@@ -362,3 +362,18 @@ def test_max_output_retries_reasks_within_an_item() -> None:
         items = list(client.map(["count"], model="m", progress=False, response_format=Count, max_output_retries=1))
     assert items[0].ok and items[0].result is not None and items[0].result.parsed == Count(3)
     assert len(server.requests) == 2
+
+
+def test_a_refusal_is_kept_in_the_output_and_restored(tmp_path: Path) -> None:
+    refused = Reply(body=[sse_event(chat_chunk(role="assistant") | {"choices": [
+        {"index": 0, "delta": {"refusal": "I can't help with that."}, "finish_reason": None}]}),
+        sse_event(chat_chunk(finish_reason="stop")), sse_done()])
+    out = tmp_path / "results.jsonl"
+    with LLMServer(default=refused) as server, client_for(server) as client:
+        first = list(client.map(["x"], model="m", progress=False, output=out))
+        again = list(client.map(["x"], model="m", progress=False, output=out))
+    assert first[0].result is not None and first[0].result.refusal == "I can't help with that."
+    assert json.loads(out.read_text())["refusal"] == "I can't help with that."
+    assert again[0].resumed and again[0].result is not None
+    assert again[0].result.refusal == "I can't help with that."
+    assert again[0].result.items == first[0].result.items
