@@ -1,5 +1,5 @@
-"""Tests of the scripted test server (tests/llm_server.py) and tests/sockets.py,
-using plain ``requests`` and raw sockets."""
+"""Tests of `llmx_sync.testing`'s scripted server, with plain ``requests`` and raw
+sockets, and of tests/sockets.py."""
 
 import json
 import socket
@@ -8,11 +8,13 @@ import time
 
 import pytest
 import requests
-from llm_server import (
+from sockets import live_threads, open_sockets_to, sockets_to, wait_for
+
+from llmx_sync.testing import (
     Disconnect,
-    LLMServer,
     Pause,
     Reply,
+    ScriptedServer,
     Stall,
     chat_chunk,
     error_reply,
@@ -21,7 +23,6 @@ from llm_server import (
     text_stream_body,
     tool_call_delta,
 )
-from sockets import live_threads, open_sockets_to, sockets_to, wait_for
 
 T = 5.0  # generous client timeout so a broken server fails a test instead of hanging it
 
@@ -29,7 +30,7 @@ T = 5.0  # generous client timeout so a broken server fails a test instead of ha
 @pytest.fixture(autouse=True)
 def _no_leftovers():
     yield
-    assert wait_for(lambda: not live_threads("test-llm-server"), timeout=1.0), live_threads("test-llm-server")
+    assert wait_for(lambda: not live_threads("scripted-server"), timeout=1.0), live_threads("scripted-server")
 
 
 def _raw_request(port, body=b"{}", path="/v1/chat/completions", extra=b""):
@@ -378,7 +379,7 @@ def test_open_sockets_to_ignores_other_processes(llm_server):
 
 
 def test_open_sockets_to_ignores_other_ports(llm_server):
-    with LLMServer() as other:
+    with ScriptedServer() as other:
         other.enqueue(Reply(body=[b"a", Stall()]))
         r = requests.post(other.chat_url, json={}, stream=True, timeout=T)
         try:
@@ -433,7 +434,7 @@ def test_concurrent_clients(llm_server):
 
 
 def test_stop_with_stalled_handler_is_fast():
-    server = LLMServer(Reply(body=[b"a", Stall()])).start()
+    server = ScriptedServer(Reply(body=[b"a", Stall()])).start()
     port = server.port
     r = requests.post(server.chat_url, json={}, stream=True, timeout=T)
     try:
@@ -442,7 +443,7 @@ def test_stop_with_stalled_handler_is_fast():
         t0 = time.monotonic()
         server.stop()
         assert time.monotonic() - t0 < 1.0
-        assert not live_threads("test-llm-server")
+        assert not live_threads("scripted-server")
         assert server.client_disconnects == 0  # the server left, not the client
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             for _ in r.iter_content(chunk_size=None):
@@ -455,7 +456,7 @@ def test_stop_with_stalled_handler_is_fast():
 
 def test_stop_with_idle_keepalive_pausing_and_blocked_writers_is_fast():
     big = b"x" * (1 << 20)
-    server = LLMServer(
+    server = ScriptedServer(
         Reply(body=[b"done"]),  # -> idle keep-alive connection in a Session
         Reply(body=[b"a", Pause(60), b"b"]),
         Reply(body=[big] * 64),  # client never reads -> handler blocks in sendall
@@ -475,7 +476,7 @@ def test_stop_with_idle_keepalive_pausing_and_blocked_writers_is_fast():
         t0 = time.monotonic()
         server.stop()
         assert time.monotonic() - t0 < 1.0
-        assert not live_threads("test-llm-server")
+        assert not live_threads("scripted-server")
         assert server.open_connections == 0
     finally:
         server.stop()
@@ -487,11 +488,11 @@ def test_stop_with_idle_keepalive_pausing_and_blocked_writers_is_fast():
 
 
 def test_context_manager_and_url():
-    with LLMServer() as server:
+    with ScriptedServer() as server:
         assert server.url == f"http://127.0.0.1:{server.port}/v1"
         assert server.chat_url == server.url + "/chat/completions"
-        assert live_threads("test-llm-server-accept")
-    assert not live_threads("test-llm-server")
+        assert live_threads("scripted-server-accept")
+    assert not live_threads("scripted-server")
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(server.url + "/models", timeout=T)
 
