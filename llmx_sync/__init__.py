@@ -60,6 +60,7 @@ from .events import (
     event_to_dict,
 )
 from .functions import PythonTool, ToolArgumentsError, tool
+from .messages import items_from_messages
 from .models import (
     ContentItem,
     CustomToolCall,
@@ -125,8 +126,8 @@ __all__ = [
     "SchemaProblem", "StreamError", "StreamIdleTimeoutError", "SummaryText", "TokenUsage", "ToolArgumentsError", "ToolResult",
     "ToolSpec", "UnexpectedStatusError", "UnprocessableEntityError", "UnsupportedOperationError", "WebSearchCall",
     "WebSearchSearchAction", "WebSearchTool", "__version__", "aggregate", "build_chat_request", "collect",
-    "event_to_dict", "item_from_dict", "items_from_dicts", "merge_options", "parse_chat_sse", "read_history_jsonl",
-    "tool", "tool_from_dict",
+    "event_to_dict", "item_from_dict", "items_from_dicts", "items_from_messages", "merge_options", "parse_chat_sse",
+    "read_history_jsonl", "tool", "tool_from_dict",
     "Refusal", "RefusalDelta",
 ]
 

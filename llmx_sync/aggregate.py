@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, assert_never, runtime_checkable
 
+from .chat.request import build_messages
 from .events import (
     Completed,
     Created,
@@ -174,6 +175,18 @@ class ChatResult:
     parsed: Any = None
     # The model's refusal to answer ("" when it did not refuse): part of the answer, not an error.
     refusal: str = ""
+    # What this answer adds to the conversation: `items`; a run's: every turn's items and
+    # the tools' outputs (`history` is the request's input, then these).
+    new_items: list[ResponseItem] = field(default_factory=list)
+
+    def to_messages(self) -> list[dict[str, Any]]:
+        """The Chat Completions messages this answer adds, ready to append to a ``messages``
+        list: the assistant message (its text and tool calls, and ``reasoning`` when the
+        server sent some); for a run, the tool messages and the later turns too. They are
+        the messages the next request sends for `new_items`: ``client.stream(messages +
+        result.to_messages() + [next question])`` sends what continuing from `history`
+        would. A message of calls alone has ``"content": None``, as in OpenAI's answers."""
+        return build_messages(self.new_items, None, "keep")
 
 
 class ChatAccumulator:
@@ -239,6 +252,7 @@ class ChatAccumulator:
             response_id=completed.response_id if completed else "",
             rate_limits=self._rate_limits,
             refusal="".join(item.refusal for item in answers),
+            new_items=list(items),
         )
 
 

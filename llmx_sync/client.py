@@ -63,15 +63,16 @@ def user_agent() -> str:
 
 
 def as_prompt(prompt: PromptLike) -> Prompt:
-    """A `Prompt`, a user message's text, or a list of items (or their dicts) as a `Prompt`."""
+    """A `Prompt`, a user message's text, a list of items (or their dicts), or a list of
+    Chat Completions messages, as a `Prompt`."""
     if isinstance(prompt, Prompt):
         return prompt
     if isinstance(prompt, str):
         return Prompt.from_text(prompt)
     if isinstance(prompt, (list, tuple)):
-        return Prompt(input=prompt)  # (Prompt reads dicts too)
-    raise InvalidInputError("prompt", "expected a Prompt, the text of a user message, or a list of items, "
-                            f"got {json_type_name(prompt)}")
+        return Prompt(input=prompt)  # (Prompt reads dicts and messages too)
+    raise InvalidInputError("prompt", "expected a Prompt, the text of a user message, or a list of items or of "
+                            f"Chat Completions messages, got {json_type_name(prompt)}")
 
 
 def status_hint(error: UnexpectedStatusError, *, base_url: str, credential_sent: bool,
@@ -181,8 +182,9 @@ class Client:
                options: RequestOptions | None = None, **overrides: Any) -> ResponseStream | RunStream:
         """Send the request (retrying transient failures) and return the answer's stream.
 
-        `prompt` is a `Prompt`, a user message's text, or a list of items (or their
-        dicts). Settings (`model`, `max_tokens`, `temperature`, `timeout`,
+        `prompt` is a `Prompt`, a user message's text, a list of items (or their dicts),
+        or a list of Chat Completions messages (``[{"role": "user", "content": "hi"}]``).
+        Settings (`model`, `max_tokens`, `temperature`, `timeout`,
         `response_format`, …: see `RequestOptions`) come from the provider's defaults,
         the client's, then `options`, then the keyword arguments. Errors in the prompt,
         the settings or the environment (`InvalidInputError`, `UnsupportedOperationError`,

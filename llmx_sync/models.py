@@ -120,11 +120,18 @@ class InputText:
 
 @dataclass(slots=True)
 class InputImage:
+    """An image, by URL (``data:`` URLs too). `detail` (``"low"``, ``"high"``,
+    ``"auto"``) is the resolution a model should look at it in; None: the server's."""
+
     image_url: str
+    detail: str | None = None
     type: ClassVar[str] = "input_image"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "input_image", "image_url": self.image_url}
+        data = {"type": "input_image", "image_url": self.image_url}
+        if self.detail is not None:
+            data["detail"] = self.detail
+        return data
 
 
 @dataclass(slots=True)
@@ -158,7 +165,7 @@ def _content_item(data: Any, where: str, *, allow_output: bool = True) -> Conten
     if kind == "input_text":
         return InputText(fields.string("text"))
     if kind == "input_image":
-        return InputImage(fields.string("image_url"))
+        return InputImage(fields.string("image_url"), fields.opt_str("detail"))
     if kind == "output_text" and allow_output:
         return OutputText(fields.string("text"))
     if kind == "refusal" and allow_output:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ._jsonrules import as_array, json_type_name, loads
 from .errors import InvalidInputError
+from .messages import is_chat_message, items_from_messages
 from .models import (
     CustomToolCall,
     CustomToolCallOutput,
@@ -42,7 +43,11 @@ def checked_item(value: Any, index: int) -> ResponseItem:
 
 
 def checked_input(values: Any) -> list[ResponseItem]:
-    return [checked_item(value, i) for i, value in enumerate(as_array(values, "input"))]
+    """Items (or their dicts), or Chat Completions messages read as items."""
+    values = as_array(values, "input")
+    if any(is_chat_message(value) for value in values):
+        return items_from_messages(values)
+    return [checked_item(value, i) for i, value in enumerate(values)]
 
 
 def checked_tools(values: Any) -> list[ToolSpec]:
@@ -60,7 +65,8 @@ class Prompt:
     """One request's worth of conversation.
 
     `input` and `tools` also accept the protocol dicts (`item_from_dict`,
-    `tool_from_dict` shapes) and hold the parsed objects afterwards; a bad entry
+    `tool_from_dict` shapes) and hold the parsed objects afterwards; `input` may also
+    be a list of Chat Completions messages (`messages.items_from_messages`); a bad entry
     raises `InvalidInputError` naming it, e.g. ``input[2].content[0]``.
     `instructions` becomes the system message, exactly as given (None: none).
     `output_schema` asks for structured output, as the `response_format` setting does

@@ -177,6 +177,7 @@ class RunStream:
                  tools: Sequence[PythonTool], *, max_turns: int, parallel: bool,
                  max_output_retries: int = 0, run_tools: bool = True, trace: RunTrace = OFF) -> None:
         self.history: list[ResponseItem] = list(history)
+        self._input_length = len(self.history)
         self.turn = 0
         self.reasks = 0
         self._start_turn = start_turn
@@ -341,8 +342,9 @@ class RunStream:
         return dataclasses.replace(result, history=list(self.history)) if self._turn_recorded else result
 
     def collect(self) -> ChatResult:
-        """Run the loop to its end; the last turn's answer, with `history` the whole run
-        (and `parsed` the structured output, when one was asked for). Raises the run's
+        """Run the loop to its end; the last turn's answer, with `history` the whole run,
+        `new_items` what the run added to its input (and `parsed` the structured output,
+        when one was asked for). Raises the run's
         error, and `StreamError` if it was closed before it ended."""
         with self:
             for _ in self:
@@ -350,7 +352,8 @@ class RunStream:
         stream = self._state.stream
         if not self._answered or stream is None:
             raise StreamError("the run was closed before it ended")
-        return dataclasses.replace(stream.collect(), history=list(self.history))
+        return dataclasses.replace(stream.collect(), history=list(self.history),
+                                   new_items=self.history[self._input_length:])
 
     # -- closing ----------------------------------------------------------------------
 

@@ -66,11 +66,11 @@ def _tagged(kind: str, extra: dict[str, Any]) -> dict[str, Any]:
     return {**extra, "type": kind}
 
 
-content_items = st.one_of(st.builds(InputText, text), st.builds(InputImage, text), st.builds(OutputText, text),
-                          st.builds(Refusal, text))
+images = st.builds(InputImage, text, optional_text)
+content_items = st.one_of(st.builds(InputText, text), images, st.builds(OutputText, text), st.builds(Refusal, text))
 # What a server sends beyond the protocol and wants back (a thought signature, reasoning details).
 provider_fields = st.none() | st.dictionaries(text, json_values, max_size=2)
-output_items = st.one_of(st.builds(InputText, text), st.builds(InputImage, text))
+output_items = st.one_of(st.builds(InputText, text), images)
 payloads = (st.builds(FunctionCallOutputPayload, content=text)
             | st.lists(output_items, max_size=3).map(FunctionCallOutputPayload.from_items))
 shell_actions = st.builds(

@@ -186,7 +186,8 @@ def test_collect_text() -> None:
     snapshot = RateLimitSnapshot(secondary=RateLimitWindow(used_percent=2.0))
     assert collect([RateLimits(snapshot), *TEXT]) == ChatResult(
         text="Hello", reasoning="", tool_calls=[], items=[Message("assistant", [OutputText("Hello")])],
-        token_usage=TokenUsage(3, 0, 2, 0, 5), finish_reason="stop", response_id="r1", rate_limits=snapshot)
+        token_usage=TokenUsage(3, 0, 2, 0, 5), finish_reason="stop", response_id="r1", rate_limits=snapshot,
+        new_items=[Message("assistant", [OutputText("Hello")])])
 
 
 def test_collect_reasoning_and_tool_calls() -> None:

@@ -120,11 +120,21 @@ def test_calls_separated_by_an_output_stay_apart() -> None:
     assert tool_calls_of(sent[1]) == ["c1"] and tool_calls_of(sent[3]) == ["c2"]
 
 
-def test_a_text_message_before_the_calls_is_not_merged_into_them() -> None:
+def test_the_text_before_the_calls_is_the_content_of_their_message() -> None:
+    # As the server sent the turn: one assistant message (two in a row break chat
+    # templates that want the roles to alternate).
     sent = messages([user("hi"), Message.assistant("Let me look."), call("c1"), call("c2"),
                      output("c1"), output("c2")])
-    assert sent[1] == {"role": "assistant", "content": "Let me look."}
-    assert tool_calls_of(sent[2]) == ["c1", "c2"]
+    assert len(sent) == 4 and sent[1]["content"] == "Let me look."
+    assert tool_calls_of(sent[1]) == ["c1", "c2"]
+    # Reasoning anchored to the text and to the calls is joined in order on it.
+    sent = messages([user("hi"), Message.assistant("Let me look."), Reasoning(content=[ReasoningText("a")]),
+                     Reasoning(content=[ReasoningText("b")]), call("c1"), output("c1")])
+    assert (sent[1]["content"], sent[1]["reasoning"], tool_calls_of(sent[1])) == ("Let me look.", "ab", ["c1"])
+    # An output between them keeps them apart.
+    sent = messages([user("hi"), call("c1"), output("c1"), Message.assistant("Now this."), call("c2"), output("c2")])
+    assert [(m["role"], m["content"], tool_calls_of(m) if "tool_calls" in m else None) for m in sent[1:]] == [
+        ("assistant", "", ["c1"]), ("tool", "ok", None), ("assistant", "Now this.", ["c2"]), ("tool", "ok", None)]
 
 
 def test_reasoning_anchored_to_the_first_call_rides_on_the_group() -> None:

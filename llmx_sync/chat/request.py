@@ -211,14 +211,17 @@ def message_to_chat(message: Message) -> dict[str, Any] | None:
         return None
     if message.role == "assistant" or not has_image:
         return {"role": message.role, "content": text, **({"refusal": refusal} if refusal else {})}
-    parts = [image_part(part.image_url) if isinstance(part, InputImage) else {"type": "text", "text": part.text}
+    parts = [image_part(part) if isinstance(part, InputImage) else {"type": "text", "text": part.text}
              for part in message.content
              if isinstance(part, InputImage) or isinstance(part, (InputText, OutputText)) and not is_blank(part.text)]
     return {"role": message.role, "content": parts}
 
 
-def image_part(url: str) -> dict[str, Any]:
-    return {"type": "image_url", "image_url": {"url": url}}
+def image_part(image: InputImage) -> dict[str, Any]:
+    url: dict[str, Any] = {"url": image.image_url}
+    if image.detail is not None:
+        url["detail"] = image.detail
+    return {"type": "image_url", "image_url": url}
 
 
 def is_duplicate_assistant(message: Mapping[str, Any], previous: Mapping[str, Any] | None) -> bool:
@@ -273,7 +276,7 @@ def function_output_to_chat(output: FunctionCallOutput) -> dict[str, Any]:
     if items is None:
         content = output.output.content
     else:
-        content = [image_part(item.image_url) if isinstance(item, InputImage) else {"type": "text", "text": item.text}
+        content = [image_part(item) if isinstance(item, InputImage) else {"type": "text", "text": item.text}
                    for item in items]
     return {"role": "tool", "tool_call_id": output.call_id, "content": content}
 
@@ -304,15 +307,17 @@ def is_tool_call_message(message: Mapping[str, Any] | None) -> bool:
 
 
 def append_message(messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
-    """Append `message`; a tool-call message right after another one joins it: the
-    calls of one turn (parallel calls) are one assistant message listing them in
-    order, then their outputs. OpenAI answers 400 when an assistant message with
+    """Append `message`; a tool-call message right after another assistant message joins
+    it. The calls of one turn (parallel calls) are one assistant message listing them in
+    order, then their outputs: OpenAI answers 400 when an assistant message with
     `tool_calls` is not followed by the tool messages answering it, which is what one
-    message per call (llmx's shape) gives for two calls. Reasoning sent with the calls
-    is joined in order."""
+    message per call (llmx's shape) gives for two calls. Text the model wrote before its
+    calls is that message's content, as the server sent the turn (two assistant messages
+    in a row break chat templates that want roles to alternate). Reasoning sent with
+    them is joined in order."""
     previous = messages[-1] if messages else None
-    if previous is not None and is_tool_call_message(previous) and is_tool_call_message(message):
-        previous["tool_calls"].extend(message["tool_calls"])
+    if previous is not None and previous.get("role") == "assistant" and is_tool_call_message(message):
+        previous.setdefault("tool_calls", []).extend(message["tool_calls"])
         if "reasoning" in message:
             previous["reasoning"] = previous.get("reasoning", "") + message["reasoning"]
         merge_provider_fields(previous, message)
