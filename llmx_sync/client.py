@@ -28,7 +28,7 @@ from .errors import InvalidInputError, UnexpectedStatusError
 from .functions import PythonTool, tool
 from .models import ResponseItem
 from .prompt import Prompt
-from .providers import Provider, default_provider, env_value
+from .providers import Provider, default_provider
 from .response import ResponseStream, StructuredOutput
 from .runner import RunStream
 from .settings import RequestOptions, merge_options, options_from
@@ -76,27 +76,34 @@ def as_prompt(prompt: PromptLike) -> Prompt:
 
 
 def status_hint(error: UnexpectedStatusError, *, base_url: str, credential_sent: bool,
-                custom: bool) -> str | None:
+                key_variable: str | None) -> str | None:
     """What is likely wrong, for the most common mistakes: a base URL without ``/v1``
-    (404), no key sent (401/403, or a proxy's 5xx that says so). `custom`: the provider
-    was made from a base URL alone (which reads ``$LLMX_API_KEY``)."""
+    (404), no key sent (401/403, or a proxy's 5xx that says so). `key_variable`: the
+    variable the provider would have sent a key from, had it been set."""
     base = base_url.rstrip("/")
     if error.status == 404 and not urlsplit(base).path.endswith("/v1"):
         return f"OpenAI-compatible servers serve their API under /v1: try base_url={display_url(base + '/v1')!r}"
     says_key = re.search(r"api[ _-]?key|auth", error.message or error.body, re.IGNORECASE) is not None
     if not credential_sent and (error.status in (401, 403) or (error.status >= 500 and says_key)):
-        where = ("set $LLMX_API_KEY" if custom
+        where = (f"set ${key_variable}" if key_variable is not None
                  else "give the provider one (Provider(..., api_key=...) or env_key=\"VARIABLE\")")
         return f"No API key was sent: pass Client(api_key=...) or {where}"
     return None
 
 
+def optional_key_variable(provider: Provider) -> str | None:
+    """The variable a key is sent from when it is set, for a provider that sends none
+    otherwise (``Client(base_url=...)``, ``$LLMX_BASE_URL``)."""
+    connection = provider.connection
+    return connection.env_key if connection.env_key and not connection.env_key_required else None
+
+
 class Client:
     """Streams answers from one provider: `provider`, else a ``custom`` one at
     `base_url`, else `providers.default_provider()`; `api_key` replaces its key. A
-    ``custom`` provider without `api_key` sends ``$LLMX_API_KEY`` when it is set, as
-    the CLI's ``--base-url`` does (never ``$OPENAI_API_KEY``: that key must not go to
-    an arbitrary server).
+    ``custom`` provider without `api_key` sends ``$LLMX_API_KEY`` when it is set, and no
+    key otherwise, as the CLI's ``--base-url`` does (never ``$OPENAI_API_KEY``: that key
+    must not go to an arbitrary server).
 
     `timeout` is the default total time of a request (retries, waiting for headers and
     the whole body; None: no limit), `session` a ``requests.Session`` that brings TLS
@@ -128,8 +135,8 @@ class Client:
     ) -> None:
         if provider is not None and not isinstance(provider, Provider):
             raise InvalidInputError("provider", f"expected a Provider, got {type(provider).__name__}")
-        if provider is None and base_url is not None:
-            provider = Provider("custom", base_url, api_key=env_value("LLMX_API_KEY"))  # `api_key` wins below
+        if provider is None and base_url is not None:  # `api_key` wins below
+            provider = Provider("custom", base_url, env_key="LLMX_API_KEY", env_key_required=False)
         elif provider is None:
             provider = default_provider()
         elif base_url is not None:
@@ -230,7 +237,7 @@ class Client:
             read_timeout=settings.idle_timeout,
             deadline=deadline,
             hint=functools.partial(status_hint, base_url=provider.connection.base_url,
-                                   credential_sent=credential_sent, custom=provider.name == "custom"),
+                                   credential_sent=credential_sent, key_variable=optional_key_variable(provider)),
             log_headers={name: headers[name] for name in _OWN_HEADERS if name in headers},
             cancel=self._closed,
         )

@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from ._jsonrules import json_type_name
 from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError
 from .settings import (
+    BOOL,
     MAX_RETRIES,
     OPTION_NAMES,
     QUIRK_NAMES,
@@ -138,7 +139,8 @@ class Connection:
 
     `api_key` is sent as a bearer token; without it, `env_key` names the environment
     variable to read the key from when a request is sent (missing or blank:
-    `EnvVarError`, with `env_key_instructions`). `http_headers` are sent as given,
+    `EnvVarError`, with `env_key_instructions`; with ``env_key_required=False``, no key
+    is sent, for servers that need none). `http_headers` are sent as given,
     `env_http_headers` maps header names to environment variables (sent when set).
     `wire_api` names the wire protocol (`wire.WIRES`).
     """
@@ -148,6 +150,7 @@ class Connection:
     api_key: str | None = field(default=None, repr=False, metadata={"check": optional(_check_secret)})
     env_key: str | None = setting(None, optional(STRING))
     env_key_instructions: str | None = setting(None, optional(STRING))
+    env_key_required: bool = setting(True, BOOL)
     query_params: Mapping[str, str] | None = setting(None, optional(STRING_MAP))
     http_headers: Mapping[str, str] | None = field(default=None, repr=False, metadata={"check": optional(check_headers)})
     env_http_headers: Mapping[str, str] | None = setting(None, optional(_check_env_headers))
@@ -162,7 +165,7 @@ class Connection:
         if self.api_key:
             parts.append("api_key='***'")
         if self.env_key:
-            parts.append(f"env_key={self.env_key!r}")
+            parts.append(f"env_key={self.env_key!r}" + ("" if self.env_key_required else " (optional)"))
         for name in ("query_params", "http_headers", "env_http_headers"):
             mapping = getattr(self, name)
             if mapping:
@@ -182,6 +185,8 @@ class Connection:
         if self.env_key:
             value = env_value(self.env_key)
             if value is None:
+                if not self.env_key_required:
+                    return None
                 raise EnvVarError(self.env_key, self.env_key_instructions)
             check_header_value(f"${self.env_key}", value)
             return value  # sent untrimmed, as llmx sends it
@@ -543,7 +548,8 @@ def _answers(address: tuple[str, int]) -> bool:
 def default_provider() -> Provider:
     """The provider of a ``Client()`` given nothing, the first that applies:
 
-    1. ``$LLMX_BASE_URL`` is set: `litellm` (any OpenAI-compatible server, key ``$LLMX_API_KEY``);
+    1. ``$LLMX_BASE_URL`` is set: `litellm` (any OpenAI-compatible server), sending
+       ``$LLMX_API_KEY`` when it is set and no key otherwise (most local servers need none);
     2. ``$OPENAI_API_KEY`` or ``$OPENAI_BASE_URL`` is set: `openai`;
     3. a LiteLLM proxy answers on localhost:4000 (a 0.25 s TCP probe): `litellm`;
     4. the bundled model can run (the ``[local]`` extra is installed): `local`, which
@@ -551,7 +557,7 @@ def default_provider() -> Provider:
     5. otherwise a `ConfigError` saying how to configure one, and why `local` could not run.
     """
     if env_value("LLMX_BASE_URL"):
-        return Provider.builtin("litellm")
+        return Provider.builtin("litellm").replace(env_key_required=False)
     if env_value("OPENAI_API_KEY") or env_value("OPENAI_BASE_URL"):
         return Provider.builtin("openai")
     if _answers(_LITELLM_PROXY):

@@ -17,6 +17,7 @@ from streaming_support import RELEASE_TIMEOUT, make_client, reader_threads
 import llmx_sync.providers as providers_module
 from llmx_sync.client import Client, user_agent
 from llmx_sync.errors import (
+    AuthenticationError,
     ConfigError,
     EnvVarError,
     InvalidInputError,
@@ -236,6 +237,37 @@ def test_default_provider_from_the_environment(bare_env: pytest.MonkeyPatch) -> 
     bare_env.setenv("LLMX_BASE_URL", "http://127.0.0.1:4999/v1")
     provider = default_provider()
     assert (provider.name, provider.connection.base_url) == ("LiteLLM", "http://127.0.0.1:4999/v1")
+
+
+def test_llmx_base_url_alone_needs_no_key(bare_env: pytest.MonkeyPatch, llm_server: LLMServer) -> None:
+    bare_env.setenv("LLMX_BASE_URL", llm_server.url)
+    llm_server.enqueue(Reply(body=text_stream_body(["no key"])), Reply(body=text_stream_body(["a key"])),
+                       error_reply(401, "Missing bearer token"))
+    with Client() as client:
+        assert client.stream("hi", model="m").collect().text == "no key"
+        bare_env.setenv("LLMX_API_KEY", SECRET)  # read when a request is sent, like any env_key
+        assert client.stream("hi", model="m").collect().text == "a key"
+        bare_env.delenv("LLMX_API_KEY")
+        with pytest.raises(AuthenticationError) as caught:
+            client.stream("hi", model="m")
+    assert [request.headers.get("Authorization") for request in llm_server.requests] == [
+        None, f"Bearer {SECRET}", None]
+    assert caught.value.hint == "No API key was sent: pass Client(api_key=...) or set $LLMX_API_KEY"
+    assert "env_key='LLMX_API_KEY' (optional)" in repr(client.provider)
+    # The built-in named explicitly is llmx's: its key is required.
+    with pytest.raises(EnvVarError, match="LLMX_API_KEY"):
+        Provider.builtin("litellm").connection.headers()
+
+
+def test_an_optional_key_from_a_config_file(bare_env: pytest.MonkeyPatch) -> None:
+    provider = Provider.from_toml_text('name = "vllm"\nbase_url = "http://127.0.0.1:8000/v1"\n'
+                                       'env_key = "VLLM_KEY"\nenv_key_required = false\n')
+    bare_env.delenv("VLLM_KEY", raising=False)
+    assert provider.connection.headers() == {}
+    bare_env.setenv("VLLM_KEY", SECRET)
+    assert provider.connection.headers() == {"Authorization": f"Bearer {SECRET}"}
+    with pytest.raises(InvalidInputError, match="env_key_required"):
+        Provider("p", "http://127.0.0.1:8000/v1", env_key_required="no")
 
 
 def test_default_provider_a_litellm_proxy_on_localhost(bare_env: pytest.MonkeyPatch) -> None:
