@@ -6,11 +6,12 @@
         ...
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._logging import configure_logging
 from .aggregate import ChatAccumulator, ChatResult, aggregate, collect
-from .batch import BatchItem, BatchPrompt, BatchRun, BatchSummary
 from .chat import build_chat_request, parse_chat_sse
-from .client import Client
 from .concurrency import AdaptiveConcurrency, FixedConcurrency
 from .errors import (
     AuthenticationError,
@@ -92,8 +93,6 @@ from .models import (
 )
 from .prompt import Prompt
 from .providers import BUILTIN_PROVIDERS, ConfigFile, Connection, Provider
-from .response import ResponseStream
-from .runner import RunStream
 from .settings import Quirks, RequestOptions, merge_options
 from .structured import OutputSchema
 from .tools import (
@@ -105,7 +104,34 @@ from .tools import (
     WebSearchTool,
     tool_from_dict,
 )
-from .transport import ResponseInfo
+
+if TYPE_CHECKING:
+    from .batch import BatchItem, BatchPrompt, BatchRun, BatchSummary
+    from .client import Client
+    from .response import ResponseStream
+    from .runner import RunStream
+    from .transport import ResponseInfo
+
+# The names whose modules need the HTTP stack (requests, urllib3, ssl: about half of the
+# import time): their module is imported when one of them is first used, so that
+# `import llmx_sync` stays fast for a notebook kernel, a CLI's --help or a worker that
+# builds requests without sending them.
+_HTTP_NAMES = {"BatchItem": "batch", "BatchPrompt": "batch", "BatchRun": "batch", "BatchSummary": "batch",
+               "Client": "client", "ResponseInfo": "transport", "ResponseStream": "response", "RunStream": "runner"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HTTP_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HTTP_NAMES})
+
 
 __version__ = "0.1.0"
 

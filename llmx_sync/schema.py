@@ -29,10 +29,6 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired, Required, Union
 
-import jsonschema
-import jsonschema.exceptions
-import jsonschema.validators
-
 from .errors import InvalidInputError, LlmxError, SchemaProblem, list_problems, shorten
 
 _SUPPORTED = ("supported: str, int, float, bool, None, Any, Optional/Union, Literal, Enum, list[X], "
@@ -565,8 +561,17 @@ def _convert_pydantic(value: Any, cls: type, where: str) -> Any:
 # --- validation against a JSON Schema dict ----------------------------------------
 
 
+# jsonschema is imported by the two functions that use it, when first called: importing it
+# takes 40 ms, and seconds where the Jupyter server's packages are installed (it then loads
+# rfc3987_syntax, which builds a grammar), so `import llmx_sync` would pay that for every
+# script, CLI call and notebook kernel, structured output or not.
+
+
 def check_json_schema(schema: Any, *, where: str) -> None:
     """Raise `InvalidInputError` unless `schema` is a valid JSON Schema object."""
+    import jsonschema.exceptions
+    import jsonschema.validators
+
     if not isinstance(schema, dict):
         raise InvalidInputError(where, f"expected a JSON Schema object, got {type(schema).__name__}")
     try:
@@ -578,6 +583,9 @@ def check_json_schema(schema: Any, *, where: str) -> None:
 def json_schema_problem(value: Any, schema: Mapping[str, Any]) -> SchemaMismatch | None:
     """Why `value` does not validate against `schema` (every error, in the order the
     validator met them), or None."""
+    import jsonschema.exceptions
+    import jsonschema.validators
+
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = []
     for found in validator.iter_errors(value):
