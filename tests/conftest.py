@@ -13,6 +13,10 @@ from llm_server import LLMServer  # noqa: E402
 
 from llmx_sync.body import PUBLIC_READER_ENV  # noqa: E402
 
+# The `scripted_server` fixture users get (llmx_sync.testing), also where llmx_sync is not
+# installed (its pytest11 entry point, of the same name, then does nothing more).
+pytest_plugins = ["pytest_llmx_sync"]
+
 #: The two ways a response body is read (llmx_sync.body): the fast socket path, and
 #: urllib3's public API (what LLMX_SYNC_PUBLIC_BODY_READER=1 forces).
 BODY_READERS = ("socket", "urllib3")
