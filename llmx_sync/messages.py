@@ -46,7 +46,9 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     # `reasoning` is not OpenAI's: it is where this SDK sends reasoning back (see
     # `to_messages`), as vLLM, llama.cpp and LiteLLM read it.
     "assistant": frozenset({"role", "content", "tool_calls", "refusal", "reasoning"}),
-    "tool": frozenset({"role", "content", "tool_call_id"}),
+    # A tool message's `name` (many tutorials write one) is the called function's: it is
+    # checked against the call, which carries it, and not kept twice.
+    "tool": frozenset({"role", "content", "tool_call_id", "name"}),
 }
 # ... and the ones that cannot be kept: accepted when null or empty (as an SDK's
 # `model_dump()` of an answer writes them), refused otherwise, with what to do.
@@ -76,13 +78,16 @@ def items_from_messages(messages: Iterable[Mapping[str, Any]]) -> list[ResponseI
     """
     values = as_array(messages, "input")
     items: list[ResponseItem] = []
+    call_names: dict[str, str] = {}  # the calls so far, by id: what a tool message's `name` must say
     for index, message in enumerate(values):
         where = f"input[{index}]"
         if not is_chat_message(message):
             first = next(i for i, value in enumerate(values) if is_chat_message(value))
             raise InvalidInputError(where, f"expected a Chat Completions message, like input[{first}], got "
                                     f"{_kind(message)}: give a list of messages or a list of items, not both")
-        items += message_items(message, where)
+        new = message_items(message, where, call_names)
+        call_names.update((item.call_id, item.name) for item in new if isinstance(item, (FunctionCall, CustomToolCall)))
+        items += new
     return items
 
 
@@ -92,8 +97,10 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}" if hasattr(value, "to_dict") else json_type_name(value)
 
 
-def message_items(message: Mapping[str, Any], where: str) -> list[ResponseItem]:
-    """The items of one message (see `items_from_messages`)."""
+def message_items(message: Mapping[str, Any], where: str,
+                  call_names: Mapping[str, str] | None = None) -> list[ResponseItem]:
+    """The items of one message (see `items_from_messages`); `call_names` maps the ids
+    of the calls before it to their names."""
     role = message["role"]
     if not isinstance(role, str) or role not in _FIELDS:
         hint = "; the deprecated function role: give tool messages" if role == "function" else ""
@@ -110,7 +117,7 @@ def message_items(message: Mapping[str, Any], where: str) -> list[ResponseItem]:
     if role == "assistant":
         return assistant_items(message, where)
     if role == "tool":
-        return [tool_output(message, where)]
+        return [tool_output(message, where, call_names or {})]
     if "content" not in message:
         raise InvalidInputError(where, f"a {role} message needs its content")
     content = message["content"]
@@ -242,9 +249,16 @@ def tool_call(call: Any, where: str) -> FunctionCall | CustomToolCall:
                         arguments=_string(function, "arguments", f"{where}.function"), call_id=call_id)
 
 
-def tool_output(message: Mapping[str, Any], where: str) -> FunctionCallOutput:
-    """A tool message: the output of the call it names (text, or text and image parts)."""
+def tool_output(message: Mapping[str, Any], where: str, call_names: Mapping[str, str]) -> FunctionCallOutput:
+    """A tool message: the output of the call it names (text, or text and image parts).
+    Its `name`, when given, must be the name of that call (`call_names`: the calls before it)."""
     call_id = _string(message, "tool_call_id", where)
+    if message.get("name") is not None:
+        name = _string(message, "name", where)
+        if call_names.get(call_id) != name:
+            called = (f"the call {call_id!r} is to {call_names[call_id]!r}" if call_id in call_names
+                      else f"no tool call before it has the id {call_id!r}")
+            raise InvalidInputError(f"{where}.name", f"{name!r} does not name the function it answers: {called}")
     if "content" not in message:
         raise InvalidInputError(where, "a tool message needs its content")
     content = message["content"]

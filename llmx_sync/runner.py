@@ -344,8 +344,8 @@ class RunStream:
     def collect(self) -> ChatResult:
         """Run the loop to its end; the last turn's answer, with `history` the whole run,
         `new_items` what the run added to its input (and `parsed` the structured output,
-        when one was asked for). Raises the run's
-        error, and `StreamError` if it was closed before it ended."""
+        when one was asked for). Raises the run's error, and `StreamError` if it was
+        closed before it ended."""
         with self:
             for _ in self:
                 pass

@@ -163,6 +163,18 @@ def test_what_the_items_cannot_hold_is_refused_before_any_request(messages: list
     assert problem in caught.value.problem
 
 
+def test_a_tool_messages_name_is_checked_against_the_call_it_answers() -> None:
+    call = {"role": "assistant", "content": None, "tool_calls": [WEATHER_CALL]}
+    named = {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "sunny"}
+    assert items_from_messages([call, named])[1] == FunctionCallOutput.from_text("call_1", "sunny")
+    with pytest.raises(llmx.InvalidInputError) as caught:
+        items_from_messages([call, {**named, "name": "get_time"}])
+    assert (caught.value.where, caught.value.problem) == (
+        "input[1].name", "'get_time' does not name the function it answers: the call 'call_1' is to 'get_weather'")
+    with pytest.raises(llmx.InvalidInputError, match="no tool call before it has the id 'call_1'"):
+        items_from_messages([named])
+
+
 def test_a_refusal_is_refused_until_the_items_can_carry_one() -> None:
     for message in ({"role": "assistant", "content": None, "refusal": "I can't help with that."},
                     {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]}):
@@ -243,10 +255,15 @@ def test_messages_items_body_gives_the_same_messages(messages: list[dict[str, An
 
 @st.composite
 def loose_forms(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(a conversation written another way that means the same, the body's form)."""
+    """(a conversation written another way that means the same, the body's form): text
+    parts for strings, null for the content of calls alone, tool messages with `name`."""
     messages = draw(conversations())
     loose = copy.deepcopy(messages)
+    names = {}
     for message in loose:
+        names.update((c["id"], c[c["type"]]["name"]) for c in message.get("tool_calls", ()))
+        if message["role"] == "tool" and draw(st.booleans()):
+            message["name"] = names[message["tool_call_id"]]
         content = message.get("content")
         if message["role"] != "tool" and isinstance(content, str) and content and draw(st.booleans()):
             cut = draw(st.integers(0, len(content)))
