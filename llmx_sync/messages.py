@@ -13,6 +13,7 @@ content parts other than text and images) raises `InvalidInputError` naming it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -45,7 +46,9 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "user": frozenset({"role", "content"}),
     # `reasoning` is not OpenAI's: it is where this SDK sends reasoning back (see
     # `to_messages`), as vLLM, llama.cpp and LiteLLM read it.
-    "assistant": frozenset({"role", "content", "tool_calls", "refusal", "reasoning"}),
+    # `parsed` (the openai SDK's reading of structured output) repeats the content: it is
+    # checked against it, not kept twice.
+    "assistant": frozenset({"role", "content", "tool_calls", "refusal", "reasoning", "parsed"}),
     # A tool message's `name` (many tutorials write one) is the called function's: it is
     # checked against the call, which carries it, and not kept twice.
     "tool": frozenset({"role", "content", "tool_call_id", "name"}),
@@ -57,6 +60,10 @@ _NOT_KEPT: Final[dict[str, str]] = {
     "audio": "an audio answer cannot be sent back; leave it out",
     "function_call": "the deprecated function_call cannot be sent; give tool_calls",
     "annotations": "annotations belong to an answer, not to a request; leave them out",
+    # What LiteLLM's `Message.model_dump()` adds.
+    "reasoning_content": "give the reasoning as 'reasoning', the field it is sent back in",
+    "thinking_blocks": "thinking blocks cannot be sent back; leave them out",
+    "provider_specific_fields": "a provider's own fields cannot be sent back; leave them out",
 }
 
 
@@ -197,7 +204,7 @@ def assistant_items(message: Mapping[str, Any], where: str) -> list[ResponseItem
                 refusals.append(_string(_object(part, part_where, _REFUSAL_PART), "refusal", part_where))
     if message.get("refusal") is not None:
         refusals.append(_string(message, "refusal", where))
-    calls = [tool_call(call, f"{where}.tool_calls[{i}]")
+    calls = [tool_call(call, f"{where}.tool_calls[{i}]", i)
              for i, call in enumerate(_list(message.get("tool_calls"), f"{where}.tool_calls"))]
     parts: list[ContentItem] = [OutputText(text) for text in texts]
     parts += [refusal_part(refusal, f"{where}.refusal") for refusal in refusals]
@@ -206,7 +213,22 @@ def assistant_items(message: Mapping[str, Any], where: str) -> list[ResponseItem
     reasoning: list[ResponseItem] = []
     if message.get("reasoning") is not None:
         reasoning.append(Reasoning(content=[ReasoningText(_string(message, "reasoning", where))]))
+    check_parsed(message.get("parsed"), "".join(texts), f"{where}.parsed")
     return [*text_message, *reasoning, *calls]
+
+
+def check_parsed(value: Any, text: str, where: str) -> None:
+    """An SDK's parsed copy of a JSON text (a message's `parsed`, a call's
+    `parsed_arguments`) must be that text's value: then nothing is lost without it."""
+    if value is None:
+        return
+    try:
+        same = json.loads(text) == value
+    except ValueError:
+        same = False
+    if not same:
+        raise InvalidInputError(where, "is not the JSON value of the text beside it, which is what is sent; "
+                                "leave it out")
 
 
 def refusal_part(refusal: str, where: str) -> ContentItem:
@@ -226,27 +248,34 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-_CALL_FIELDS: Final = {"function": frozenset({"id", "type", "function"}), "custom": frozenset({"id", "type", "custom"})}
+# `index` is the call's place in a streamed answer (the openai SDK keeps it on the calls it
+# accumulates): checked against its place in the list.
+_CALL_FIELDS: Final = {"function": frozenset({"id", "type", "function", "index"}),
+                       "custom": frozenset({"id", "type", "custom", "index"})}
 
 
-def tool_call(call: Any, where: str) -> FunctionCall | CustomToolCall:
-    """One entry of ``tool_calls``: a function call, or a custom tool's call."""
+def tool_call(call: Any, where: str, index: int) -> FunctionCall | CustomToolCall:
+    """One entry of ``tool_calls`` (the `index`-th): a function call, or a custom tool's call."""
     kind = call.get("type") if isinstance(call, Mapping) else None
     if not isinstance(kind, str) or kind not in _CALL_FIELDS:
         raise InvalidInputError(f"{where}.type", f"expected 'function' or 'custom', got {kind!r}")
     call = _object(call, where, _CALL_FIELDS[kind])
+    if call.get("index", index) != index:
+        raise InvalidInputError(f"{where}.index", f"is {call['index']!r}, but the call is number {index} of the "
+                                "list; leave it out")
     call_id = _string(call, "id", where)
     if kind == "custom":
         custom = _object(call.get("custom"), f"{where}.custom", frozenset({"name", "input"}))
         return CustomToolCall(call_id=call_id, name=_string(custom, "name", f"{where}.custom"),
                               input=_string(custom, "input", f"{where}.custom"))
-    function = _object(call.get("function"), f"{where}.function", frozenset({"name", "arguments"}))
+    function = _object(call.get("function"), f"{where}.function", frozenset({"name", "arguments", "parsed_arguments"}))
     arguments = function.get("arguments")
     if isinstance(arguments, (Mapping, list)):
         raise InvalidInputError(f"{where}.function.arguments", "expected the arguments as JSON text, as the "
                                 "server sent them (json.dumps(...)), got an object")
-    return FunctionCall(name=_string(function, "name", f"{where}.function"),
-                        arguments=_string(function, "arguments", f"{where}.function"), call_id=call_id)
+    arguments = _string(function, "arguments", f"{where}.function")
+    check_parsed(function.get("parsed_arguments"), arguments, f"{where}.function.parsed_arguments")
+    return FunctionCall(name=_string(function, "name", f"{where}.function"), arguments=arguments, call_id=call_id)
 
 
 def tool_output(message: Mapping[str, Any], where: str, call_names: Mapping[str, str]) -> FunctionCallOutput:

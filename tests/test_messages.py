@@ -113,6 +113,45 @@ def test_an_sdk_answers_dump_with_its_null_fields_is_accepted() -> None:
         FunctionCall("get_weather", '{"city":"Paris"}', "call_1")]
 
 
+def test_messages_the_openai_sdk_wrote_continue_the_conversation() -> None:
+    # What apps do with the official SDK: append the answer's message as it dumps it
+    # (with its null fields, `parsed`, the calls' `index` and `parsed_arguments`).
+    openai = pytest.importorskip("openai")
+    with ScriptedServer(answer("Let me check.", tool_calls=[call("get_weather", {"city": "Paris"})]),
+                        answer('{"sky": "sunny"}'), answer("Sunny.")) as server:
+        official = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+        messages: list[Any] = [{"role": "user", "content": "Weather?"}]
+        with official.chat.completions.stream(model="m", messages=messages) as stream:
+            message = stream.get_final_completion().choices[0].message
+        official_json = official.chat.completions.create(model="m", messages=messages, stream=True)
+        json_text = "".join(chunk.choices[0].delta.content or "" for chunk in official_json if chunk.choices)
+        official.close()
+        messages += [message.model_dump(),
+                     {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "sunny"},
+                     {"role": "assistant", "content": json_text, "parsed": json.loads(json_text), "refusal": None}]
+        assert items_from_messages([messages[0], message.to_dict()]) == items_from_messages(messages[:2])
+        llmx.Client(base_url=server.base_url).stream(messages, model="m").collect()
+        sent = server.requests[2].json()["messages"]
+    assert sent == [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Let me check.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather",
+                                                              "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "assistant", "content": '{"sky": "sunny"}'},
+    ]
+
+
+def test_litellms_dump_of_an_answer_is_accepted() -> None:
+    # `litellm.types.utils.Message(...).model_dump()`, as LiteLLM 1.108 writes it.
+    dumped = {"content": None, "role": "assistant", "tool_calls": [
+        {"function": {"arguments": "{}", "name": "f"}, "id": "c1", "type": "function"}],
+        "function_call": None, "provider_specific_fields": None, "reasoning_content": None, "thinking_blocks": None}
+    assert items_from_messages([dumped]) == [FunctionCall("f", "{}", "c1")]
+    with pytest.raises(llmx.InvalidInputError, match="give the reasoning as 'reasoning'"):
+        items_from_messages([{**dumped, "reasoning_content": "hm"}])
+
+
 def test_a_prompt_client_and_run_all_take_messages() -> None:
     messages = [{"role": "user", "content": "hi"}]
     assert Prompt(input=messages).input == [Message.user("hi")]
@@ -149,8 +188,15 @@ def test_a_prompt_client_and_run_all_take_messages() -> None:
      "input[0].tool_calls[0].function.arguments", "expected the arguments as JSON text"),
     ([{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}]}],
      "input[0].tool_calls[0].type", "expected 'function' or 'custom', got None"),
-    ([{"role": "assistant", "tool_calls": [{**WEATHER_CALL, "index": 0}]}], "input[0].tool_calls[0].index",
+    ([{"role": "assistant", "tool_calls": [{**WEATHER_CALL, "index": 1}]}], "input[0].tool_calls[0].index",
+     "is 1, but the call is number 0 of the list"),
+    ([{"role": "assistant", "tool_calls": [{**WEATHER_CALL, "extra": 1}]}], "input[0].tool_calls[0].extra",
      "not a field here"),
+    ([{"role": "assistant", "content": '{"a": 1}', "parsed": {"a": 2}}], "input[0].parsed",
+     "is not the JSON value of the text beside it"),
+    ([{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {
+        "name": "f", "arguments": "{}", "parsed_arguments": {"x": 1}}}]}],
+     "input[0].tool_calls[0].function.parsed_arguments", "is not the JSON value of the text beside it"),
     ([{"role": "tool", "content": "a"}], "input[0]", "missing required field 'tool_call_id'"),
     ([{"role": "tool", "tool_call_id": "c"}], "input[0]", "a tool message needs its content"),
     ([{"role": ["user"], "content": "a"}], "input[0].role", "expected one of"),
