@@ -248,9 +248,11 @@ def test_a_recorder_whose_server_does_not_answer_says_so(tmp_path: Path) -> None
     with ScriptedServer() as gone:
         url = gone.base_url
     with Recorder(url, tmp_path / "none.json") as recorder:
-        response = requests.post(recorder.chat_url, json={}, timeout=5)
-        assert response.status_code == 502 and "did not answer" in response.text
-        assert recorder.errors and "failed" in recorder.errors[0]
+        response = requests.post(recorder.chat_url + "?key=sk-secret", json={}, timeout=5)
+        assert response.status_code == 502
+        assert response.json()["error"]["message"] == ("Recorder: the real server did not answer: "
+                                                        "ConnectionError (Connection refused)")
+        assert recorder.errors == ["Recorder: POST /v1/chat/completions failed: ConnectionError (Connection refused)"]
     assert Recording.load(tmp_path / "none.json").exchanges == []
 
 

@@ -166,8 +166,8 @@ class Recorder(ScriptedServer):
                                              headers=headers, stream=True, allow_redirects=False,
                                              timeout=(min(10.0, self._timeout), self._timeout))
         except requests.RequestException as exc:
-            self._errors_append(f"Recorder: {request.method} {target} failed: {exc}")
-            return error_json(502, f"Recorder: the real server did not answer: {type(exc).__name__}", "bad_gateway")
+            self._errors_append(f"Recorder: {request.method} {request.route} failed: {_reason(exc)}")
+            return error_json(502, f"Recorder: the real server did not answer: {_reason(exc)}", "bad_gateway")
         headers_after = time.monotonic() - sent
         kept = {key: value for key, value in response.headers.items()
                 if key.lower() not in _RESPONSE_HEADERS_DROPPED}
@@ -195,7 +195,7 @@ class Recorder(ScriptedServer):
                     exchange.chunks.append((time.monotonic() - sent, data))
                 yield data
         except Exception as exc:  # the real server's connection failed: the client's is cut too
-            self._errors_append(f"Recorder: reading the answer failed: {exc}")
+            self._errors_append(f"Recorder: reading the answer failed: {_reason(exc)}")
             yield Disconnect()
         finally:
             response.close()
@@ -225,6 +225,17 @@ class Recorder(ScriptedServer):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _reason(error: BaseException) -> str:
+    """Why a request to the real server failed, without the URL (requests' and urllib3's
+    messages quote it, and a URL may carry a key): the OS's reason when there is one."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return f"{type(error).__name__} ({seen.strerror})"
+        seen = seen.__cause__ or seen.__context__
+    return type(error).__name__
 
 
 def _body(body: bytes) -> Any:
