@@ -334,12 +334,16 @@ class RunStream:
 
     def snapshot(self) -> ChatResult:
         """The answer so far, without waiting: the current turn's (or the last one's)
-        `ChatResult` as far as it got, with `history` the run so far."""
+        `ChatResult` as far as it got, with `history` the run so far and `new_items` what
+        the run added to its input."""
         stream = self._state.stream
         if stream is None:
-            return dataclasses.replace(ChatAccumulator().snapshot(), history=list(self.history))
-        result = stream.snapshot()  # its history: the turn's input, then what it streamed so far
-        return dataclasses.replace(result, history=list(self.history)) if self._turn_recorded else result
+            result = dataclasses.replace(ChatAccumulator().snapshot(), history=list(self.history))
+        else:
+            result = stream.snapshot()  # its history: the turn's input, then what it streamed so far
+            if self._turn_recorded:
+                result = dataclasses.replace(result, history=list(self.history))
+        return dataclasses.replace(result, new_items=result.history[self._input_length:])
 
     def collect(self) -> ChatResult:
         """Run the loop to its end; the last turn's answer, with `history` the whole run,

@@ -358,6 +358,22 @@ def test_to_messages_of_an_answer_and_of_a_run_against_a_server() -> None:
     assert sent[:2] == question and sent[-1] == {"role": "user", "content": "Thanks!"}
 
 
+def test_to_messages_of_a_runs_snapshot_is_the_run_so_far() -> None:
+    def look(city: str) -> str:
+        """Look a city up."""
+        return f"{city}: sunny"
+
+    with ScriptedServer(answer(tool_calls=[call("look", {"city": "Oslo"})]), answer("Sunny in Oslo.")) as server:
+        with llmx.Client(base_url=server.base_url).run("Oslo?", model="m", tools=[look]) as run:
+            for event in run:
+                if event.type == "tool_result":
+                    break
+            assert [m["role"] for m in run.snapshot().to_messages()] == ["assistant", "tool"]
+            result = run.collect()
+    assert [m["role"] for m in result.to_messages()] == ["assistant", "tool", "assistant"]
+    assert run.snapshot().to_messages() == result.to_messages()
+
+
 def test_to_messages_of_a_stream_is_its_assistant_message_and_of_a_call_has_null_content() -> None:
     with ScriptedServer(answer("Hi there."), answer(tool_calls=[call("f", {}), call("g", {"a": 1})])) as server:
         client = llmx.Client(base_url=server.base_url)
