@@ -181,8 +181,9 @@ class ChatResult:
 
     def to_messages(self) -> list[dict[str, Any]]:
         """The Chat Completions messages this answer adds, ready to append to a ``messages``
-        list: the assistant message (its text and tool calls, and ``reasoning`` when the
-        server sent some); for a run, the tool messages and the later turns too. They are
+        list: the assistant message (its text, refusal and tool calls, and ``reasoning`` and
+        the server's own fields when it sent some); for a run, the tool messages and the
+        later turns too. They are
         the messages the next request sends for `new_items`: ``client.stream(messages +
         result.to_messages() + [next question])`` sends what continuing from `history`
         would. A message of calls alone has ``"content": None``, as in OpenAI's answers."""

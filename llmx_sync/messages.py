@@ -17,9 +17,11 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from ._jsonrules import as_array, is_blank, json_type_name
+from ._jsonrules import as_array, check_json_value, is_blank, json_type_name
 from .errors import InvalidInputError
 from .models import (
+    MESSAGE_PROVIDER_FIELDS,
+    TOOL_CALL_FIELDS,
     ContentItem,
     CustomToolCall,
     FunctionCall,
@@ -32,6 +34,7 @@ from .models import (
     OutputText,
     Reasoning,
     ReasoningText,
+    Refusal,
     ResponseItem,
 )
 
@@ -47,8 +50,10 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     # `reasoning` is not OpenAI's: it is where this SDK sends reasoning back (see
     # `to_messages`), as vLLM, llama.cpp and LiteLLM read it.
     # `parsed` (the openai SDK's reading of structured output) repeats the content: it is
-    # checked against it, not kept twice.
-    "assistant": frozenset({"role", "content", "tool_calls", "refusal", "reasoning", "parsed"}),
+    # checked against it, not kept twice. A server's own fields (`MESSAGE_PROVIDER_FIELDS`)
+    # are kept on the reasoning item, which sends them back on this message.
+    "assistant": frozenset({"role", "content", "tool_calls", "refusal", "reasoning", "parsed",
+                            *MESSAGE_PROVIDER_FIELDS}),
     # A tool message's `name` (many tutorials write one) is the called function's: it is
     # checked against the call, which carries it, and not kept twice.
     "tool": frozenset({"role", "content", "tool_call_id", "name"}),
@@ -186,7 +191,8 @@ def _input_part(part: Any, where: str) -> InputText | InputImage:
 
 
 def assistant_items(message: Mapping[str, Any], where: str) -> list[ResponseItem]:
-    """An assistant message's text (a message), its reasoning, then its tool calls.
+    """An assistant message's text and refusal (a message), its reasoning (with the
+    server's own fields, `MESSAGE_PROVIDER_FIELDS`), then its tool calls.
 
     The reasoning is placed where the request's rules anchor it back to this message:
     after its text, or before its calls when it has no text."""
@@ -207,14 +213,24 @@ def assistant_items(message: Mapping[str, Any], where: str) -> list[ResponseItem
     calls = [tool_call(call, f"{where}.tool_calls[{i}]", i)
              for i, call in enumerate(_list(message.get("tool_calls"), f"{where}.tool_calls"))]
     parts: list[ContentItem] = [OutputText(text) for text in texts]
-    parts += [refusal_part(refusal, f"{where}.refusal") for refusal in refusals]
+    parts += [Refusal(refusal) for refusal in refusals]
     # Beside calls, blank text is no message: the calls' message carries the reasoning.
     text_message = [Message("assistant", parts)] if not calls or refusals or not is_blank("".join(texts)) else []
     reasoning: list[ResponseItem] = []
-    if message.get("reasoning") is not None:
-        reasoning.append(Reasoning(content=[ReasoningText(_string(message, "reasoning", where))]))
+    text = None if message.get("reasoning") is None else _string(message, "reasoning", where)
+    fields = provider_fields(message, MESSAGE_PROVIDER_FIELDS, where)
+    if text is not None or fields is not None:
+        reasoning.append(Reasoning(content=[] if text is None else [ReasoningText(text)], provider_fields=fields))
     check_parsed(message.get("parsed"), "".join(texts), f"{where}.parsed")
     return [*text_message, *reasoning, *calls]
+
+
+def provider_fields(data: Mapping[str, Any], keys: Iterable[str], where: str) -> dict[str, Any] | None:
+    """A server's own fields among `keys` (null ones left out), to send back as they came."""
+    fields = {key: data[key] for key in keys if data.get(key) is not None}
+    for key, value in fields.items():
+        check_json_value(value, f"{where}.{key}")
+    return fields or None
 
 
 def check_parsed(value: Any, text: str, where: str) -> None:
@@ -231,15 +247,6 @@ def check_parsed(value: Any, text: str, where: str) -> None:
                                 "leave it out")
 
 
-def refusal_part(refusal: str, where: str) -> ContentItem:
-    """The content part of an assistant message that holds its refusal.
-
-    The conversation items have no refusal part yet, and a refusal must not be dropped
-    or sent as the assistant's text, so it is refused with a clear error for now."""
-    raise InvalidInputError(where, "a refusal cannot be sent back yet: leave the assistant message out, or give "
-                            "its refusal as its content")
-
-
 def _list(value: Any, where: str) -> list[Any]:
     if value is None:
         return []
@@ -249,17 +256,18 @@ def _list(value: Any, where: str) -> list[Any]:
 
 
 # `index` is the call's place in a streamed answer (the openai SDK keeps it on the calls it
-# accumulates): checked against its place in the list.
-_CALL_FIELDS: Final = {"function": frozenset({"id", "type", "function", "index"}),
-                       "custom": frozenset({"id", "type", "custom", "index"})}
+# accumulates): checked against its place in the list. A function call's fields beyond
+# `TOOL_CALL_FIELDS` are the server's own (Gemini's `extra_content`): kept and sent back.
+_CUSTOM_CALL_FIELDS: Final = frozenset({"id", "type", "custom", "index"})
 
 
 def tool_call(call: Any, where: str, index: int) -> FunctionCall | CustomToolCall:
     """One entry of ``tool_calls`` (the `index`-th): a function call, or a custom tool's call."""
     kind = call.get("type") if isinstance(call, Mapping) else None
-    if not isinstance(kind, str) or kind not in _CALL_FIELDS:
+    if kind not in ("function", "custom"):
         raise InvalidInputError(f"{where}.type", f"expected 'function' or 'custom', got {kind!r}")
-    call = _object(call, where, _CALL_FIELDS[kind])
+    if kind == "custom":
+        call = _object(call, where, _CUSTOM_CALL_FIELDS)
     if call.get("index", index) != index:
         raise InvalidInputError(f"{where}.index", f"is {call['index']!r}, but the call is number {index} of the "
                                 "list; leave it out")
@@ -275,7 +283,9 @@ def tool_call(call: Any, where: str, index: int) -> FunctionCall | CustomToolCal
                                 "server sent them (json.dumps(...)), got an object")
     arguments = _string(function, "arguments", f"{where}.function")
     check_parsed(function.get("parsed_arguments"), arguments, f"{where}.function.parsed_arguments")
-    return FunctionCall(name=_string(function, "name", f"{where}.function"), arguments=arguments, call_id=call_id)
+    extra = provider_fields(call, (key for key in call if key not in TOOL_CALL_FIELDS), where)
+    return FunctionCall(name=_string(function, "name", f"{where}.function"), arguments=arguments, call_id=call_id,
+                        provider_fields=extra)
 
 
 def tool_output(message: Mapping[str, Any], where: str, call_names: Mapping[str, str]) -> FunctionCallOutput:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Final, Union
 
 from ._jsonrules import check_json_value, compact_json, json_type_name
 from .errors import InvalidInputError
@@ -271,12 +271,20 @@ class Message:
         return _with_id(data, self.id)
 
 
+#: Fields of an assistant message (and of its stream's deltas) that a server wants back,
+#: unchanged, on the next turn's assistant message: OpenRouter's ``reasoning_details``
+#: (signed or encrypted reasoning, streamed in pieces) and Gemini's ``extra_content`` (its
+#: thought signature on a text answer). They are kept on the turn's `Reasoning` item,
+#: whose text rides on that message.
+MESSAGE_PROVIDER_FIELDS: Final = ("reasoning_details", "extra_content")
+
+
 @dataclass(slots=True)
 class Reasoning:
     """The model's reasoning. `provider_fields` holds what a server sent about it beyond
     the protocol and wants back unchanged on the next turn's assistant message
-    (OpenRouter's ``reasoning_details``, Gemini's ``extra_content`` with its thought
-    signature); see `chat.parse.MESSAGE_PROVIDER_FIELDS`."""
+    (`MESSAGE_PROVIDER_FIELDS`: OpenRouter's ``reasoning_details``, Gemini's
+    ``extra_content`` with its thought signature)."""
 
     summary: list[SummaryText] = field(default_factory=list)
     content: list[ReasoningItemContent] | None = None
@@ -351,6 +359,12 @@ class LocalShellCall:
         data = {"type": "local_shell_call", "call_id": self.call_id, "status": self.status,
                 "action": self.action.to_dict()}
         return _with_id(data, self.id)
+
+
+#: The fields of a ``tool_calls`` entry (streamed or not) that the protocol defines; any
+#: other one (Gemini's ``extra_content``) is the server's, kept in the `FunctionCall`'s
+#: `provider_fields` and sent back.
+TOOL_CALL_FIELDS: Final = frozenset({"index", "id", "type", "function"})
 
 
 @dataclass(slots=True)

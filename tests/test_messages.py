@@ -26,6 +26,7 @@ from llmx_sync.models import (
     OutputText,
     Reasoning,
     ReasoningText,
+    Refusal,
     ResponseItem,
 )
 from llmx_sync.prompt import Prompt
@@ -39,7 +40,8 @@ def body_messages(prompt: Any, quirks: Quirks | None = None) -> list[dict[str, A
     return sent
 
 
-WEATHER_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+WEATHER_CALL = {"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
 
 
 # --- messages in: each shape ------------------------------------------------------------------
@@ -78,8 +80,9 @@ def test_each_role_and_shape_becomes_the_items_it_stands_for() -> None:
 def test_the_request_sends_the_messages_as_they_were_given() -> None:
     messages = [
         {"role": "system", "content": "Be terse."},
-        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                     {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "high"}}]},
+        {"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "high"}}]},
         {"role": "assistant", "content": "Let me look.", "tool_calls": [WEATHER_CALL]},
         {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "sunny"}]},
         {"role": "assistant", "content": "", "tool_calls": [
@@ -190,8 +193,8 @@ def test_a_prompt_client_and_run_all_take_messages() -> None:
      "input[0].tool_calls[0].type", "expected 'function' or 'custom', got None"),
     ([{"role": "assistant", "tool_calls": [{**WEATHER_CALL, "index": 1}]}], "input[0].tool_calls[0].index",
      "is 1, but the call is number 0 of the list"),
-    ([{"role": "assistant", "tool_calls": [{**WEATHER_CALL, "extra": 1}]}], "input[0].tool_calls[0].extra",
-     "not a field here"),
+    ([{"role": "assistant", "tool_calls": [{"id": "c", "type": "custom", "custom": {"name": "f", "input": ""},
+                                            "extra": 1}]}], "input[0].tool_calls[0].extra", "not a field here"),
     ([{"role": "assistant", "content": '{"a": 1}', "parsed": {"a": 2}}], "input[0].parsed",
      "is not the JSON value of the text beside it"),
     ([{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {
@@ -221,11 +224,33 @@ def test_a_tool_messages_name_is_checked_against_the_call_it_answers() -> None:
         items_from_messages([named])
 
 
-def test_a_refusal_is_refused_until_the_items_can_carry_one() -> None:
+def test_a_refusal_is_kept_and_sent_back_as_the_messages_refusal() -> None:
     for message in ({"role": "assistant", "content": None, "refusal": "I can't help with that."},
-                    {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]}):
-        with pytest.raises(llmx.InvalidInputError, match="a refusal cannot be sent back yet"):
-            items_from_messages([{"role": "user", "content": "hi"}, message])
+                    {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help with that."}]}):
+        items = items_from_messages([{"role": "user", "content": "hi"}, message])
+        assert items[1] == Message("assistant", [Refusal("I can't help with that.")])
+        assert body_messages(items)[1] == {"role": "assistant", "content": "", "refusal": "I can't help with that."}
+
+
+def test_a_servers_own_fields_are_kept_and_sent_back_where_they_were() -> None:
+    # Gemini's thought signatures (on a call, and on a text answer), OpenRouter's reasoning details.
+    signature = {"google": {"thought_signature": "c2lnbmF0dXJl"}}
+    details = [{"type": "reasoning.encrypted", "data": "ZW5j", "index": 0}]
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "", "reasoning_details": details,
+         "tool_calls": [{**WEATHER_CALL, "extra_content": signature}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny.", "extra_content": signature},
+    ]
+    items = items_from_messages(copy.deepcopy(messages))
+    assert items[1] == Reasoning(content=[], provider_fields={"reasoning_details": details})
+    assert items[2] == FunctionCall("get_weather", '{"city":"Paris"}', "call_1", provider_fields={
+        "extra_content": signature})
+    assert items[5] == Reasoning(content=[], provider_fields={"extra_content": signature})
+    assert body_messages(items) == messages
+    with pytest.raises(llmx.InvalidInputError, match=r"input\[1\].tool_calls\[0\].extra: expected"):
+        items_from_messages([messages[0], {**messages[1], "tool_calls": [{**WEATHER_CALL, "extra": float("nan")}]}])
 
 
 # --- messages in: property-based round trips ------------------------------------------------------
@@ -236,6 +261,14 @@ json_arguments = st.dictionaries(st.text(max_size=5), st.integers() | st.text(ma
 images = st.builds(lambda url, detail: {"type": "image_url", "image_url": {"url": url, **detail}},
                    words, st.just({}) | st.sampled_from(["low", "high", "auto"]).map(lambda d: {"detail": d}))
 texts = words.map(lambda text: {"type": "text", "text": text})
+
+
+signatures = words.map(lambda signature: {"google": {"thought_signature": signature}})
+# What rides on an assistant message after the last user message: reasoning, a server's fields.
+reasonings = st.fixed_dictionaries({}, optional={
+    "reasoning": words, "extra_content": signatures,
+    "reasoning_details": st.lists(st.fixed_dictionaries({"type": st.just("reasoning.text"), "text": words}),
+                                  min_size=1, max_size=2)})
 
 
 @st.composite
@@ -256,13 +289,14 @@ def tool_turns(draw: st.DrawFn, ids: list[int], reasoning: bool) -> list[dict[st
         call_id = f"call_{ids[-1]}"
         if draw(st.booleans()):
             calls.append({"id": call_id, "type": "function",
-                          "function": {"name": draw(words), "arguments": draw(json_arguments)}})
+                          "function": {"name": draw(words), "arguments": draw(json_arguments)},
+                          **draw(st.just({}) | signatures.map(lambda signature: {"extra_content": signature}))})
         else:
             calls.append({"id": call_id, "type": "custom", "custom": {"name": draw(words), "input": draw(words)}})
     message = {"role": "assistant", "content": draw(words | st.just("")), "tool_calls": calls}
     # A custom call is never an anchor: without text, reasoning needs a function call first.
-    if reasoning and (message["content"] or calls[0]["type"] == "function") and draw(st.booleans()):
-        message["reasoning"] = draw(words)
+    if reasoning and (message["content"] or calls[0]["type"] == "function"):
+        message.update(draw(reasonings))
     outputs = [{"role": "tool", "tool_call_id": c["id"],
                 "content": draw(words | st.just("") | st.lists(texts | images, min_size=1, max_size=2))}
                for c in calls]
@@ -285,8 +319,10 @@ def conversations(draw: st.DrawFn) -> list[dict[str, Any]]:
             messages += draw(tool_turns(ids, reasoning=last))
         if not last or draw(st.booleans()):
             reply = {"role": "assistant", "content": draw(words)}
-            if last and draw(st.booleans()):
-                reply["reasoning"] = draw(words)
+            if draw(st.booleans()):
+                reply.update(content=draw(words | st.just("")), refusal=draw(words))
+            if last:
+                reply.update(draw(reasonings))
             messages.append(reply)
     return messages
 
@@ -385,17 +421,24 @@ def test_to_messages_of_a_stream_is_its_assistant_message_and_of_a_call_has_null
         {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": '{"a": 1}'}}]}]
 
 
-answers = st.tuples(st.none() | words, st.none() | words,
-                    st.lists(st.tuples(words, json_arguments), max_size=3)).filter(lambda a: a[1] or a[2])
+# (reasoning, its provider fields, text, refusal, calls: (name, arguments, provider fields)), as a parser makes them.
+extra_contents = st.none() | signatures.map(lambda signature: {"extra_content": signature})
+answers = st.tuples(st.none() | words, extra_contents, st.none() | words, st.none() | words,
+                    st.lists(st.tuples(words, json_arguments, extra_contents), max_size=3),
+                    ).filter(lambda a: a[2] is not None or a[3] is not None or a[4])
 
 
-def answer_items(reasoning: str | None, text: str | None, calls: list[tuple[str, str]],
-                 first_id: int) -> list[ResponseItem]:
+def answer_items(reasoning: str | None, fields: dict[str, Any] | None, text: str | None, refusal: str | None,
+                 calls: list[tuple[str, str, dict[str, Any] | None]], first_id: int) -> list[ResponseItem]:
     """An answer's items in the order the accumulator gives them."""
-    items: list[ResponseItem] = [] if reasoning is None else [Reasoning(content=[ReasoningText(reasoning)])]
-    if text is not None:
-        items.append(Message.assistant(text))
-    items += [FunctionCall(name, arguments, f"call_{first_id + i}") for i, (name, arguments) in enumerate(calls)]
+    items: list[ResponseItem] = []
+    if reasoning is not None or fields is not None:
+        items.append(Reasoning(content=[] if reasoning is None else [ReasoningText(reasoning)], provider_fields=fields))
+    if text is not None or refusal is not None:
+        items.append(Message("assistant", [*([OutputText(text)] if text is not None else []),
+                                           *([Refusal(refusal)] if refusal is not None else [])]))
+    items += [FunctionCall(name, arguments, f"call_{first_id + i}", provider_fields=extra)
+              for i, (name, arguments, extra) in enumerate(calls)]
     return items
 
 
@@ -405,10 +448,11 @@ def test_appending_to_messages_sends_what_continuing_from_the_history_sends(
         messages: list[dict[str, Any]], turns: list[Any]) -> None:
     # A run: each turn's answer, then an output per call; the last turn is the answer.
     new_items: list[ResponseItem] = []
-    for number, (reasoning, text, calls) in enumerate(turns):
-        turn = answer_items(reasoning, text, calls, 100 * number)
+    for number, answer_parts in enumerate(turns):
+        turn = answer_items(*answer_parts, first_id=100 * number)
         new_items += turn
-        new_items += [FunctionCallOutput.from_text(item.call_id, "ok") for item in turn if isinstance(item, FunctionCall)]
+        new_items += [FunctionCallOutput.from_text(item.call_id, "ok") for item in turn
+                      if isinstance(item, FunctionCall)]
     result = ChatResult(text="", reasoning="", tool_calls=[], items=[], token_usage=None, finish_reason=None,
                         response_id="", rate_limits=None, new_items=new_items)
     history = [*items_from_messages(messages), *new_items, Message.user("next")]

@@ -29,6 +29,8 @@ from ..events import (
     TokenUsage,
 )
 from ..models import (
+    MESSAGE_PROVIDER_FIELDS,
+    TOOL_CALL_FIELDS,
     ContentItem,
     FunctionCall,
     Message,
@@ -50,14 +52,6 @@ TRUNCATED_MESSAGE = "the stream ended before the answer was complete (no finish_
 # How much of a data line that is not JSON an error quotes.
 QUOTED_DATA_CHARS: Final = 200
 
-#: Fields of the message delta that a server wants back, unchanged, on the next turn's
-#: assistant message: OpenRouter's ``reasoning_details`` (signed or encrypted reasoning,
-#: streamed in pieces) and Gemini's ``extra_content`` (its thought signature on a text
-#: answer). They are kept on the turn's `Reasoning` item, whose text rides on that message.
-MESSAGE_PROVIDER_FIELDS: Final = ("reasoning_details", "extra_content")
-# The fields of a streamed tool call that the protocol defines; any other one (Gemini's
-# ``extra_content``) is the server's, kept on the `FunctionCall` and sent back.
-_TOOL_CALL_FIELDS: Final = frozenset({"index", "id", "type", "function"})
 
 # --- chunk fields ---------------------------------------------------------------------------
 
@@ -218,7 +212,7 @@ class _ToolCallState:
                 self.arguments.append(arguments)
         if len(delta) > 2 or "function" not in delta:  # most fragments are {index, function}
             for key, value in delta.items():
-                if key not in _TOOL_CALL_FIELDS and value is not None:
+                if key not in TOOL_CALL_FIELDS and value is not None:
                     self.provider_fields = self.provider_fields or {}
                     self.provider_fields.setdefault(key, value)
         if self.call_id is not None and self.name is not None:
