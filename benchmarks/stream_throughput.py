@@ -10,7 +10,9 @@ it can, then a usage chunk and ``[DONE]``. The clients read it:
 * ``openai``: ``OpenAI(...).chat.completions.create(stream=True)`` (if installed).
 
 Each reads the long answer ``--runs`` times, the clients taking turns; printed: events/s
-and µs per chunk, median [min-max], with each median over the floor's. "first" is the
+and µs per chunk, median [min-max], with each median over the floor's, and the CPU time
+per chunk of this process (every thread; the server's not counted), which a busy
+machine disturbs much less than the wall clock. "first" is the
 time from the call to the first text delta in the loop, on a short answer (10 chunks),
 median of 200 (`first_event.py` measures it at every size, fresh and reused).
 
@@ -28,7 +30,7 @@ import gc
 import statistics
 import time
 
-from harness import Figures, LoopbackServer, bodies, contenders, describe_machine, interleaved, text_body
+from harness import Figures, LoopbackServer, bodies, contenders, cpu_seconds, describe_machine, interleaved, text_body
 
 # Time to first event is measured on short answers, many times: on the long one it
 # mostly measures how the server's bulk write and the client share the CPUs.
@@ -48,6 +50,7 @@ def main() -> None:
     with LoopbackServer(answer) as base_url:
         clients = {c.name: c.new(base_url) for c in chosen}
         totals: dict[str, list[float]] = {c.name: [] for c in chosen}
+        cpus: dict[str, list[float]] = {c.name: [] for c in chosen}
         firsts: dict[str, float] = {}
         try:
             for c in chosen:  # warm-up: imports, connection, caches
@@ -55,9 +58,10 @@ def main() -> None:
             for _, name in interleaved(args.runs, clients):
                 contender = next(c for c in chosen if c.name == name)
                 gc.collect()
-                start = time.perf_counter()
+                cpu, start = cpu_seconds(), time.perf_counter()
                 deltas, _ = contender.read(clients[name], base_url, "long", start)
                 totals[name].append(time.perf_counter() - start)
+                cpus[name].append(cpu_seconds() - cpu)
                 if deltas != args.chunks:
                     raise SystemExit(f"{name}: saw {deltas} text deltas, expected {args.chunks}")
             for c in chosen:
@@ -70,14 +74,15 @@ def main() -> None:
                 c.close(clients[c.name])
 
     print(f"{args.chunks} chunks, median [min-max] of {args.runs} runs; {describe_machine()}")
-    print(f"{'client':<8} {'events/s':>26} {'us/chunk':>20} {'x floor':>7} {'first (ms)':>11} {'vs floor':>9}")
+    print(f"{'client':<8} {'events/s':>26} {'us/chunk':>20} {'x floor':>7} {'CPU us/chunk':>20} {'x floor':>7} "
+          f"{'first (ms)':>11} {'vs floor':>9}")
     floor = chosen[0].name
     for c in chosen:
-        total = Figures(tuple(totals[c.name]))
+        total, cpu = Figures(tuple(totals[c.name])), Figures(tuple(cpus[c.name]))
         rate = Figures(tuple(args.chunks / t for t in totals[c.name]))
-        per_chunk = Figures(tuple(t / args.chunks for t in totals[c.name]))
-        print(f"{c.name:<8} {rate.show(1, 0):>26} {per_chunk.show(1e6):>20} "
-              f"{total.median / Figures(tuple(totals[floor])).median:>7.2f} {firsts[c.name] * 1e3:>11.2f} "
+        print(f"{c.name:<8} {rate.show(1, 0):>26} {total.show(1e6 / args.chunks):>20} "
+              f"{total.median / Figures(tuple(totals[floor])).median:>7.2f} {cpu.show(1e6 / args.chunks):>20} "
+              f"{cpu.median / Figures(tuple(cpus[floor])).median:>7.2f} {firsts[c.name] * 1e3:>11.2f} "
               f"{(firsts[c.name] - firsts[floor]) * 1e3:>+8.2f}ms")
 
 
