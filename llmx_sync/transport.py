@@ -19,6 +19,7 @@ import re
 import ssl
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 import requests.auth
+import requests.sessions
 import urllib3
 import urllib3.connection
 from requests.adapters import HTTPAdapter
@@ -496,13 +498,13 @@ class Transport:
         What ``Session.post`` does, but with the settings requests reads from the
         environment (proxies, ``no_proxy``, CA bundles) taken from `_request_settings`,
         which reads the environment again only once it has changed: requests scans all of
-        it twice per request (about 0.2 ms). A session whose ``request`` or
-        ``merge_environment_settings`` is its own (an OAuth session adding its token, a
-        caching session) is used through ``post``, as it expects."""
+        it twice per request (about 0.2 ms). A session whose ``post``, ``request`` or
+        ``merge_environment_settings`` is not requests' own (an OAuth session adding its
+        token, a caching session, an instrumentation's patch) is used through ``post``,
+        as it expects."""
         session = self._session
         kind = type(session)
-        if (kind.request is not requests.Session.request
-                or kind.merge_environment_settings is not requests.Session.merge_environment_settings):
+        if not all(map(_requests_own, (kind.post, kind.request, kind.merge_environment_settings))):
             # The session's proxies passed again: given by the session only, the
             # environment's (HTTPS_PROXY...) would win over them (psf/requests#2018).
             return session.post(url, data=body, headers=headers, stream=True, timeout=timeout,
@@ -512,6 +514,14 @@ class Transport:
         assert prepared.url is not None
         return session.send(prepared, timeout=timeout, allow_redirects=False,
                             **_request_settings(session, prepared.url))
+
+
+def _requests_own(method: object) -> bool:
+    """Whether `method` is the function requests' `Session` defines: not a subclass's
+    override, nor a wrapper patched in its place (its code is elsewhere, or it is no
+    plain function)."""
+    return (type(method) is types.FunctionType
+            and os.path.normcase(method.__code__.co_filename) == os.path.normcase(requests.sessions.__file__))
 
 
 _settings_lock = threading.Lock()

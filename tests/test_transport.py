@@ -5,6 +5,7 @@ log redaction, and the chunked-body decoder."""
 from __future__ import annotations
 
 import email.utils
+import functools
 import itertools
 import logging
 import socket
@@ -557,3 +558,19 @@ def test_a_session_with_its_own_request_method_is_used_through_it(llm_server: LL
     with TokenSession() as session, Client(base_url=llm_server.url, session=session) as client:
         assert client.stream("hi", model="m").collect().text == "ok"
     assert llm_server.requests[0].headers["X-Token"] == "token-1"
+
+
+def test_a_patched_session_request_is_used(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Instrumentations wrap requests' methods in place; the SDK's own session goes through them too.
+    original = requests.Session.request
+
+    @functools.wraps(original)
+    def traced(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-Trace": "trace-1"}
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", traced)
+    llm_server.default = Reply(body=text_stream_body(["ok"]))
+    with make_client(llm_server) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    assert llm_server.requests[0].headers["X-Trace"] == "trace-1"
