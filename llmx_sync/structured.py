@@ -185,7 +185,7 @@ class PartialJson:
     tracked by following quotes and backslashes.
     """
 
-    __slots__ = ("_chunks", "_size", "_in_string", "_escaped", "_number_held", "_changed", "_value",
+    __slots__ = ("_chunks", "_size", "_in_string", "_escaped", "_run_first", "_number_held", "_changed", "_value",
                  "_next_size", "_parsed_at", "_parse_cost", "_clock")
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -193,6 +193,7 @@ class PartialJson:
         self._size = 0  # characters fed
         self._in_string = False
         self._escaped = False
+        self._run_first = ""  # the first of the number characters the text ends with ("" if none)
         self._number_held = False  # the text ends in a number, outside a string
         self._changed = False  # something that may change the value arrived since the last parse
         self._value: Any = UNCHANGED
@@ -221,7 +222,15 @@ class PartialJson:
         self._track_strings(delta)
         if was_in_string or delta.strip(_JSON_WHITESPACE):
             self._changed = True
-        self._number_held = not self._in_string and delta[-1] in _NUMBER_CHARS and self._ends_in_number()
+        # The trailing run of number characters is a number when it starts like one;
+        # `true`/`false` also end in "e" but their run is just that "e". The run may span
+        # several deltas: its first character is kept, not looked for again.
+        rest = delta.rstrip(_NUMBER_CHARS)
+        if rest:
+            self._run_first = delta[len(rest)] if len(rest) < len(delta) else ""
+        elif not self._run_first:
+            self._run_first = delta[0]
+        self._number_held = not self._in_string and self._run_first != "" and self._run_first in "-0123456789"
 
     def due(self) -> bool:
         """Whether to parse now (see the class docstring)."""
@@ -270,16 +279,3 @@ class PartialJson:
             elif char == '"':
                 in_string = not in_string
         self._in_string, self._escaped = in_string, escaped
-
-    def _ends_in_number(self) -> bool:
-        # The trailing run of number characters is a number when it starts like one;
-        # `true`/`false` also end in "e" but their run is just that "e". The run may
-        # span several deltas.
-        first = ""
-        for chunk in reversed(self._chunks):
-            rest = chunk.rstrip(_NUMBER_CHARS)
-            if len(rest) < len(chunk):
-                first = chunk[len(rest)]
-            if rest:
-                break
-        return first != "" and first in "-0123456789"
