@@ -479,6 +479,7 @@ def _idle_table(ns: list[int], names: list[str], port: int, args: argparse.Names
           "threads; the process's CPU while they are all idle")
     print(f"{'client':<7} {'N':>5} {'KB/stream':>9} {'threads/stream':>14} {'threads':>7} {'idle CPU ms/s':>13} "
           f"{'ok/wrong/inc/err':>17}", flush=True)
+    idle: dict[tuple[str, int], dict[str, Any]] = {}
     for n in ns:
         for name in names:
             _server_get(port, f"/run?n={n}&hold=1")
@@ -492,6 +493,12 @@ def _idle_table(ns: list[int], names: list[str], port: int, args: argparse.Names
                   f"{result['threads']:>7} {result['idle_cpu_ms']:>13.1f} {verdict:>17}", flush=True)
             for kind, count in sorted(result["errors"].items(), key=lambda item: -item[1])[:3]:
                 print(f"  {count} x {kind!r}")
+            idle[name, n] = result
+    pairs = [n for n in ns if ("llmx", n) in idle and ("openai", n) in idle]
+    if pairs:
+        print("llmx_sync / openai, idle: " + ", ".join(
+            f"N={n} {idle['llmx', n]['kb_per_stream'] / idle['openai', n]['kb_per_stream']:.2f}x memory"
+            for n in pairs))
 
 
 def main() -> None:
