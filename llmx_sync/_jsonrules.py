@@ -168,6 +168,9 @@ def is_blank(text: str) -> bool:
 _CHUNK_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # serde_json rejects NaN and Infinity
 # The decoder's own C scanner (what `JSONDecoder.decode` calls), used directly by `_decode_chunk`.
 _scan_chunk = json.scanner.make_scanner(cast(Any, _CHUNK_DECODER))
+# The longest chunk text read by jiter. jiter reads bytes: the copy of a huge event (or a
+# whole JSON answer) would add its size to what the event costs while it is parsed.
+_JITER_MAX_CHARS: Final = 1 << 16
 
 
 def loads_chunk(data: str) -> Any:
@@ -183,8 +186,11 @@ def loads_chunk(data: str) -> Any:
     goes to `_decode_chunk`, which decides as before: invalid JSON is refused there
     too, with `json`'s message, and the few texts jiter refuses but these rules read (a
     lone surrogate escape, like serde_json; nesting deeper than jiter's 200 levels) are
-    read.
+    read. So does a text longer than 64 Ki characters, which jiter would need a copy of
+    as bytes (see docs/behaviour.md#event-memory); the speed is in the many small ones.
     """
+    if len(data) > _JITER_MAX_CHARS:
+        return _decode_chunk(data)
     try:
         # (jiter's default cache of short strings pays: chunks repeat their keys, id and model.)
         return jiter.from_json(data.encode(), allow_inf_nan=False)

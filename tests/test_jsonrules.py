@@ -86,6 +86,7 @@ def test_edited_chunks_are_read_alike(edits: list[tuple[int, int, str]]) -> None
     '"\\ud800"', '"\\udc00\\ud800"', '"\\ud83d\\ude00"', "\ud800", '"a\ud800"', "1e400", "-1e400", "-0", "-0.0",
     "1E+05", "9" * 4300, "9" * 4301, "1." + "5" * 5000, "[" * 200 + "]" * 200, "[" * 202 + "]" * 202,
     "[" * 5000 + "]" * 5000, '{"a":' * 300 + "1" + "}" * 300, '"\\u0000"', '"\x01"', "[1,]", "01",
+    '{"choices":[{"delta":{"content":"' + "x" * 70000 + '"}}]}', '{"a":"' + "é" * 70000 + '",}',
 ])
 def test_edge_cases_are_read_alike(text: str) -> None:
     assert_read_alike(text)
