@@ -36,8 +36,16 @@ threads fight over the GIL can take minutes to run its last lines). The server c
 the connections and requests of each run, the most answers in progress at once
 (``overlap``) and its own CPU seconds.
 
+Idle streams (a web app holding streams open while the models think): for each N and
+client, another fresh process opens N streams from one thread, one after the other,
+through one client, while the server holds every answer after its role chunk. With all
+N open and silent for a moment, the process's VmRSS and thread count are read; what
+grew from the first stream to the Nth, divided by N - 1, is the memory and the threads
+per idle stream (the first one pays for what is made once: imports, pools, caches).
+Then the server lets the answers go, and each stream is read to its end and checked.
+
     python benchmarks/concurrency.py [--n 50,200,1000] [--chunks 25] [--pause-ms 200]
-                                     [--clients llmx,openai] [--timeout 45]
+                                     [--clients llmx,openai] [--timeout 45] [--no-idle]
 """
 
 from __future__ import annotations
@@ -62,13 +70,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from harness import proc_status
 
 MODEL = "gpt-4o-mini"
 # A backlog above the largest N: the barrier starts all connects at once, and a full
 # accept queue drops SYNs, which costs a client a 1 s retransmit.
 BACKLOG = 4096
 GATE_TIMEOUT = 30.0  # the longest an answer waits for the rest of its run's requests
+HOLD_TIMEOUT = 300.0  # the longest a held answer waits for GET /open
 RESULT_PREFIX = "RESULT "
 _PROMPT = re.compile(rb"stream (\d+)")
 
@@ -107,9 +116,10 @@ _HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encodi
 
 
 class _Server:
-    """The answers, and what the parent asks for between runs: ``GET /run?n=N`` opens
-    the gate of a run of N requests and resets the counters of the last one; ``GET
-    /stats`` reports them."""
+    """The answers, and what the parent asks for between runs: ``GET /run?n=N`` starts
+    a run of N requests (its gate opens when the Nth arrives) and resets the counters of
+    the last one; ``GET /run?n=N&hold=1`` one whose gate only ``GET /open`` opens; ``GET
+    /stats`` reports the counters."""
 
     def __init__(self, chunks: int, pause: float) -> None:
         self.chunks = chunks
@@ -119,8 +129,8 @@ class _Server:
         self.arrived = 0
         self.gate = asyncio.Event()
 
-    def new_run(self, n: int) -> None:
-        self.expect, self.arrived = n, 0
+    def new_run(self, n: int, hold: bool = False) -> None:
+        self.expect, self.arrived = (n if not hold else -1), 0
         self.gate = asyncio.Event()
         stats = self.stats
         stats["connections"] = stats["requests"] = 0
@@ -136,10 +146,10 @@ class _Server:
             writer.write(_HEAD + _frame(_CHUNK % (number, '{"role":"assistant","content":""}', "null")))
             gate = self.gate
             self.arrived += 1
-            if self.arrived >= self.expect:
+            if self.arrived == self.expect:
                 gate.set()
             try:
-                await asyncio.wait_for(gate.wait(), GATE_TIMEOUT)
+                await asyncio.wait_for(gate.wait(), GATE_TIMEOUT if self.expect > 0 else HOLD_TIMEOUT)
             except TimeoutError:
                 pass  # some requests never came: go on, the client's counts will say so
             for k in range(self.chunks):
@@ -173,9 +183,11 @@ class _Server:
                     report["cpu"] = time.process_time() - report["cpu"]
                     report["connections"] -= 1  # this one is not the run's
                     data = json.dumps(report).encode()
-                    run = re.match(r"GET /run\?n=(\d+) ", lines[0])
+                    run = re.match(r"GET /run\?n=(\d+)(&hold=1)? ", lines[0])
                     if run:
-                        self.new_run(int(run.group(1)))
+                        self.new_run(int(run.group(1)), hold=run.group(2) is not None)
+                    elif lines[0].startswith("GET /open "):
+                        self.gate.set()
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(data), data))
                     await writer.drain()
@@ -204,21 +216,6 @@ def serve(chunks: int, pause: float, port_out: multiprocessing.connection.Connec
 # --- the client side (a fresh process per client and N) -----------------------------------
 
 
-def _proc_status(pid: int | str = "self") -> tuple[int, int]:
-    """(VmRSS in KiB, thread count) of a process; (0, 0) once it is gone."""
-    rss = threads = 0
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Threads:"):
-                    threads = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, threads
-
-
 class _LogCounter(logging.Handler):
     """Counts WARNING+ records by kind and INFO records about retries."""
 
@@ -238,48 +235,67 @@ class _LogCounter(logging.Handler):
 
 
 _imported: list[str] = []  # what was measured, for the report
-# (number, answered) -> (text, finish_reason); sets answered[number] = perf_counter() when
-# the response's headers are in, so that a stream that never ends still shows when it began.
-Stream = Callable[[int, list[float]], tuple[str, str | None]]
+# A stream's end: reads it to its end, then (text, finish_reason).
+Read = Callable[[], tuple[str, str | None]]
+# number -> the `Read` of stream ``stream <number>``, returned once the response's headers are in.
+Opener = Callable[[int], Read]
 
 
-def _llmx(base_url: str, timeout: float) -> Stream:
+def _llmx(base_url: str, timeout: float) -> Opener:
     import llmx_sync
     from llmx_sync import Client
 
     _imported.append(f"llmx_sync from {os.path.dirname(llmx_sync.__file__)}")
     client = Client(base_url=base_url, api_key="x")
 
-    def run(number: int, answered: list[float]) -> tuple[str, str | None]:
+    def open_stream(number: int) -> Read:
         stream = client.stream(f"stream {number}", model=MODEL, idle_timeout=timeout)
-        answered[number] = time.perf_counter()
-        result = stream.collect()
-        return result.text, result.finish_reason
 
-    return run
+        def read() -> tuple[str, str | None]:
+            result = stream.collect()
+            return result.text, result.finish_reason
+
+        return read
+
+    return open_stream
 
 
-def _openai(base_url: str, timeout: float) -> Stream:
+def _openai(base_url: str, timeout: float) -> Opener:
     import openai
     from openai import OpenAI
 
     _imported.append(f"openai {openai.__version__}")
     client = OpenAI(base_url=base_url, api_key="x", timeout=timeout)
 
-    def run(number: int, answered: list[float]) -> tuple[str, str | None]:
-        parts: list[str] = []
-        finish = None
+    def open_stream(number: int) -> Read:
         stream = client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": f"stream {number}"}], stream=True)
-        answered[number] = time.perf_counter()
-        with stream:
-            for chunk in stream:
-                if chunk.choices:
-                    parts.append(chunk.choices[0].delta.content or "")
-                    finish = chunk.choices[0].finish_reason or finish
-        return "".join(parts), finish
 
-    return run
+        def read() -> tuple[str, str | None]:
+            parts: list[str] = []
+            finish = None
+            with stream:
+                for chunk in stream:
+                    if chunk.choices:
+                        parts.append(chunk.choices[0].delta.content or "")
+                        finish = chunk.choices[0].finish_reason or finish
+            return "".join(parts), finish
+
+        return read
+
+    return open_stream
+
+
+def _outcome(number: int, chunks: int, read: Callable[[], tuple[str, str | None]]) -> tuple[str, str | None]:
+    """("ok" | "wrong" | "inc" | "err", the exception's text for "err") of reading stream `number`."""
+    expected = expected_text(number, chunks)
+    try:
+        text, finish = read()
+    except Exception as exc:
+        return "err", f"{type(exc).__name__}: {str(exc)[:120]}"
+    if text == expected and finish == "stop":
+        return "ok", None
+    return ("inc" if expected.startswith(text) else "wrong"), None
 
 
 def worker(name: str, n: int, base_url: str, chunks: int, timeout: float) -> dict[str, Any]:
@@ -289,8 +305,8 @@ def worker(name: str, n: int, base_url: str, chunks: int, timeout: float) -> dic
     root = logging.getLogger()
     root.addHandler(counter)
     root.setLevel(logging.INFO)
-    run = {"llmx": _llmx, "openai": _openai}[name](base_url, timeout)
-    start_rss_kb, _ = _proc_status()
+    open_stream = {"llmx": _llmx, "openai": _openai}[name](base_url, timeout)
+    start_rss_kb, _ = proc_status()
 
     barrier = threading.Barrier(n + 1, timeout=min(timeout, 60.0))
     outcomes = ["hung"] * n
@@ -309,20 +325,15 @@ def worker(name: str, n: int, base_url: str, chunks: int, timeout: float) -> dic
         except threading.BrokenBarrierError:
             outcomes[i] = "err"
             return  # the run is void: the main thread's barrier broke too
-        expected = expected_text(i, chunks)
-        try:
-            text, finish = run(i, answered)
-        except Exception as exc:
-            outcomes[i] = "err"
+        def read() -> tuple[str, str | None]:
+            rest = open_stream(i)
+            answered[i] = time.perf_counter()  # a stream that never ends still shows when it began
+            return rest()
+
+        outcomes[i], error = _outcome(i, chunks, read)
+        if error is not None:
             with errors_lock:
-                errors[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
-        else:
-            if text == expected and finish == "stop":
-                outcomes[i] = "ok"
-            elif expected.startswith(text):
-                outcomes[i] = "inc"
-            else:
-                outcomes[i] = "wrong"
+                errors[error] += 1
         ended[i] = time.perf_counter()
         with errors_lock:
             left[0] -= 1
@@ -349,6 +360,37 @@ def worker(name: str, n: int, base_url: str, chunks: int, timeout: float) -> dic
             "warnings": dict(counter.warnings), "retries": counter.retries, "errors": dict(errors),
             "imported": _imported,
         }
+
+
+IDLE_SETTLE = 1.0  # seconds the idle streams are left alone before they are measured
+
+
+def idle_worker(name: str, n: int, base_url: str, port: int, chunks: int, timeout: float) -> dict[str, Any]:
+    """Open `n` streams one after the other while the server holds their text; what the
+    2nd to the nth cost in memory, threads and CPU while idle; then read them all."""
+    _raise_nofile()
+    open_stream = {"llmx": _llmx, "openai": _openai}[name](base_url, timeout)
+    readers = [open_stream(0)]
+    time.sleep(IDLE_SETTLE)
+    rss_one, threads_one = proc_status()
+    readers += [open_stream(i) for i in range(1, n)]
+    time.sleep(IDLE_SETTLE / 2)  # the readers have taken the role chunk and wait in recv
+    cpu = time.process_time()
+    time.sleep(IDLE_SETTLE / 2)
+    idle_cpu = time.process_time() - cpu
+    rss_all, threads_all = proc_status()
+    _server_get(port, "/open")
+    outcomes: collections.Counter[str] = collections.Counter()
+    errors: collections.Counter[str] = collections.Counter()
+    for i, read in enumerate(readers):
+        outcome, error = _outcome(i, chunks, read)
+        outcomes[outcome] += 1
+        if error is not None:
+            errors[error] += 1
+    return {"client": name, "n": n, "kb_per_stream": (rss_all - rss_one) / max(n - 1, 1),
+            "threads_per_stream": (threads_all - threads_one) / max(n - 1, 1), "threads": threads_all,
+            "idle_cpu_ms": idle_cpu * 1e3 / (IDLE_SETTLE / 2), "outcomes": dict(outcomes), "errors": dict(errors),
+            "imported": _imported}
 
 
 # --- the parent: orchestration and the table -----------------------------------------------
@@ -380,11 +422,11 @@ def _one_alone(port: int, chunks: int) -> float:
     return elapsed
 
 
-def _run_worker(name: str, n: int, port: int, args: argparse.Namespace) -> dict[str, Any] | str:
+def _run_worker(name: str, n: int, port: int, args: argparse.Namespace, idle: bool = False) -> dict[str, Any] | str:
     """Run one (client, N) in a fresh process, reading its RSS and thread count from
-    outside meanwhile; its result, or why there is none."""
+    outside meanwhile; its result, or why there is none. `idle`: `idle_worker`."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--n", str(n), "--port", str(port),
-               "--chunks", str(args.chunks), "--timeout", str(args.timeout)]
+               "--chunks", str(args.chunks), "--timeout", str(args.timeout)] + (["--idle"] if idle else [])
     peak_rss_kb = peak_threads = 0
     # Files, not pipes: a worker printing many tracebacks must not block on a full pipe.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -393,7 +435,7 @@ def _run_worker(name: str, n: int, port: int, args: argparse.Namespace) -> dict[
         deadline = start + args.timeout + 30  # the worker's own deadline, plus its start-up and exit
         try:
             while proc.poll() is None and time.monotonic() < deadline:
-                rss, threads = _proc_status(proc.pid)
+                rss, threads = proc_status(proc.pid)
                 peak_rss_kb, peak_threads = max(peak_rss_kb, rss), max(peak_threads, threads)
                 time.sleep(0.01)
         finally:
@@ -408,7 +450,7 @@ def _run_worker(name: str, n: int, port: int, args: argparse.Namespace) -> dict[
         for line in out:
             if line.startswith(RESULT_PREFIX):
                 result = dict(json.loads(line[len(RESULT_PREFIX):]))
-                result["peak_rss_mb"] = max(result["peak_rss_mb"], peak_rss_kb / 1024)
+                result["peak_rss_mb"] = max(result.get("peak_rss_mb", 0), peak_rss_kb / 1024)
                 result["peak_threads"] = peak_threads
                 return result
         tail = (err.read().strip().splitlines() or ["no output"])[-1]
@@ -432,6 +474,33 @@ def _row(result: dict[str, Any], server: dict[str, float]) -> str:
             f"{result['user']:>6.1f} {result['sys']:>6.1f} {server['cpu']:>7.1f}")
 
 
+def _idle_table(ns: list[int], names: list[str], port: int, args: argparse.Namespace) -> None:
+    print("\nidle streams: N open at once, silent; from the 1st to the Nth stream, per stream: RSS growth and "
+          "threads; the process's CPU while they are all idle")
+    print(f"{'client':<7} {'N':>5} {'KB/stream':>9} {'threads/stream':>14} {'threads':>7} {'idle CPU ms/s':>13} "
+          f"{'ok/wrong/inc/err':>17}", flush=True)
+    idle: dict[tuple[str, int], dict[str, Any]] = {}
+    for n in ns:
+        for name in names:
+            _server_get(port, f"/run?n={n}&hold=1")
+            result = _run_worker(name, n, port, args, idle=True)
+            if isinstance(result, str):
+                print(f"{name:<7} {n:>5} {result}", flush=True)
+                continue
+            out = result["outcomes"]
+            verdict = "/".join(str(out.get(kind, 0)) for kind in ("ok", "wrong", "inc", "err"))
+            print(f"{name:<7} {n:>5} {result['kb_per_stream']:>9.1f} {result['threads_per_stream']:>14.2f} "
+                  f"{result['threads']:>7} {result['idle_cpu_ms']:>13.1f} {verdict:>17}", flush=True)
+            for kind, count in sorted(result["errors"].items(), key=lambda item: -item[1])[:3]:
+                print(f"  {count} x {kind!r}")
+            idle[name, n] = result
+    pairs = [n for n in ns if ("llmx", n) in idle and ("openai", n) in idle]
+    if pairs:
+        print("llmx_sync / openai, idle: " + ", ".join(
+            f"N={n} {idle['llmx', n]['kb_per_stream'] / idle['openai', n]['kb_per_stream']:.2f}x memory"
+            for n in pairs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", default="50,200,1000", help="concurrent streams, comma-separated")
@@ -440,13 +509,19 @@ def main() -> None:
     parser.add_argument("--clients", default="llmx,openai")
     parser.add_argument("--timeout", type=float, default=45.0,
                         help="seconds the streams of one (client, N) run may take; later ones count as hung")
+    parser.add_argument("--no-idle", action="store_true", help="skip the idle streams' memory and threads")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     ns = [int(part) for part in args.n.split(",") if part]
 
     if args.worker:
-        report = worker(args.worker, ns[0], f"http://127.0.0.1:{args.port}/v1", args.chunks, args.timeout)
+        base_url = f"http://127.0.0.1:{args.port}/v1"
+        if args.idle:
+            report = idle_worker(args.worker, ns[0], base_url, args.port, args.chunks, args.timeout)
+        else:
+            report = worker(args.worker, ns[0], base_url, args.chunks, args.timeout)
         print(RESULT_PREFIX + json.dumps(report), flush=True)
         os._exit(0)  # hung daemon threads must not hold the exit
 
@@ -498,14 +573,17 @@ def main() -> None:
                                       for name in ("llmx", "openai"))]
         if pairs:
             print("llmx_sync / openai:")
-            print(f"{'N':>5} {'wall':>6} {'peak RSS':>8} {'RSS growth':>10} {'threads':>7} {'CPU':>6}")
+            print(f"{'N':>5} {'wall':>6} {'peak RSS':>8} {'RSS growth':>10} {'threads':>7} {'CPU':>6} {'sys CPU':>7}")
             for n in pairs:
                 mine, theirs = results["llmx", n], results["openai", n]
                 grew = (mine["peak_rss_mb"] - mine["start_rss_mb"]) / (theirs["peak_rss_mb"] - theirs["start_rss_mb"])
                 cpu = (mine["user"] + mine["sys"]) / (theirs["user"] + theirs["sys"])
                 print(f"{n:>5} {mine['wall'] / theirs['wall']:>6.2f} "
                       f"{mine['peak_rss_mb'] / theirs['peak_rss_mb']:>8.2f} {grew:>10.2f} "
-                      f"{mine['peak_threads'] / theirs['peak_threads']:>7.2f} {cpu:>6.2f}")
+                      f"{mine['peak_threads'] / theirs['peak_threads']:>7.2f} {cpu:>6.2f} "
+                      f"{mine['sys'] / theirs['sys'] if theirs['sys'] else float('nan'):>7.2f}")
+        if not args.no_idle:
+            _idle_table(ns, names, port, args)
     finally:
         server.terminate()
         server.join(5)

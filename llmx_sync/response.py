@@ -41,12 +41,16 @@ class StructuredOutput:
         self._partial = PartialJson()
 
     def follow(self, batch: list[Event]) -> list[Event]:
-        """`batch` with an `OutputJsonDelta` after each delta that changed the object
-        (and before `completed`, when the end of the text completed it)."""
+        """`batch` with an `OutputJsonDelta` after its last delta of the answer's JSON
+        when the partial value is due to be parsed again (at most once per batch, see
+        `PartialJson`), and one before `completed` when anything came since the last one:
+        the last value is the whole answer's."""
+        partial = self._partial
         out: list[Event] = []
+        fed = -1  # where in `out` the last delta fed is
         for event in batch:
             if isinstance(event, Completed):
-                self._add_value(self._partial.finish(), out)
+                self._add_value(partial.finish(), out, len(out))
             out.append(event)
             if self._from_call:
                 delta = event.delta if (isinstance(event, FunctionCallArgumentsDelta)
@@ -54,13 +58,16 @@ class StructuredOutput:
             else:
                 delta = event.delta if isinstance(event, OutputTextDelta) else None
             if delta:
-                self._add_value(self._partial.feed(delta), out)
+                partial.feed(delta)
+                fed = len(out)
+        if fed >= 0 and partial.due():
+            self._add_value(partial.parse(), out, fed)
         return out
 
     @staticmethod
-    def _add_value(value: object, out: list[Event]) -> None:
+    def _add_value(value: object, out: list[Event], at: int) -> None:
         if value is not UNCHANGED:
-            out.append(OutputJsonDelta(value))
+            out.insert(at, OutputJsonDelta(value))
 
     def answer_call(self, result: ChatResult) -> FunctionCall | None:
         """The call whose arguments are the answer (the last call of the output's

@@ -30,8 +30,10 @@ from __future__ import annotations
 import copy
 import enum
 import json
+import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -157,34 +159,52 @@ class _Unchanged(enum.Enum):
 
 UNCHANGED = _Unchanged.UNCHANGED
 _JSON_WHITESPACE = " \t\n\r"
-_NUMBER_CHARS = frozenset("0123456789+-.eE")
+_NUMBER_CHARS = "0123456789+-.eE"
+# When a parse is worth its cost (see PartialJson): once the text grew by this fraction
+# since the last parse, or once this many times what the last parse took has passed.
+_GROWTH = 1 / 8
+_PATIENCE = 20.0
 
 
 class PartialJson:
-    """Follows a JSON text as it streams: `feed(delta)` gives the value parsed so far.
+    """Follows a JSON text as it streams: `feed(delta)` adds to it, `parse()` gives the
+    value parsed so far, and `due()` says whether a parse now is worth its cost.
 
     Parsing is jiter's partial mode (incomplete strings are kept as far as they go,
-    incomplete members left out). The whole text is parsed again at each delta, so
-    two cheap checks avoid needless work and keep every value a prefix of the final
-    one: whitespace between tokens changes nothing, and a number at the very end may
-    still grow (``1`` → ``12``), so it waits for the next delta (or `finish()`).
-    Telling both apart from text inside strings only needs to know whether the end of
-    the text is inside a string, tracked by following quotes and backslashes.
+    incomplete members left out), and it reads the whole text again each time, so how
+    often it runs decides what following a long answer costs. `due()` is false when
+    nothing arrived since the last parse that could change the value: whitespace between
+    tokens, or a number at the very end, which may still grow (``1`` → ``12``) and waits
+    for what follows it (or for `finish()`); so each value is a prefix of the final one.
+    Otherwise it is true once the text has grown by an eighth since the last parse (the
+    parses of a long text then cost about nine parses of the whole, however it was cut
+    into deltas), or once the time since the last parse is twenty times what that parse
+    took (a slow stream gets a value at each call, whatever its length, and parsing
+    takes at most about 5 % of the time). Telling whitespace and numbers apart from text
+    inside strings only needs to know whether the end of the text is inside a string,
+    tracked by following quotes and backslashes.
     """
 
-    __slots__ = ("_data", "_chunks", "_in_string", "_escaped", "_number_held", "_value")
+    __slots__ = ("_chunks", "_size", "_in_string", "_escaped", "_run_first", "_number_held", "_changed", "_value",
+                 "_next_size", "_parsed_at", "_parse_cost", "_clock")
 
-    def __init__(self) -> None:
-        self._data = b""
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self._chunks: list[str] = []
+        self._size = 0  # characters fed
         self._in_string = False
         self._escaped = False
-        self._number_held = False  # the last delta was not parsed because it ended in a number
+        self._run_first = ""  # the first of the number characters the text ends with ("" if none)
+        self._number_held = False  # the text ends in a number, outside a string
+        self._changed = False  # something that may change the value arrived since the last parse
         self._value: Any = UNCHANGED
+        self._next_size = 0  # the size at which growth alone makes a parse due
+        self._parsed_at = 0.0
+        self._parse_cost = math.inf  # (no parse yet: only growth counts)
+        self._clock = clock
 
     @property
     def value(self) -> Any:
-        """The last value `feed` returned (None before any)."""
+        """The last value `parse` returned (None before any)."""
         return None if self._value is UNCHANGED else self._value
 
     @property
@@ -192,40 +212,62 @@ class PartialJson:
         """All the text fed so far."""
         return "".join(self._chunks)
 
-    def feed(self, delta: str) -> Any:
-        """Add a delta; return the new partial value, or `UNCHANGED` when it is the same."""
+    def feed(self, delta: str) -> None:
+        """Add a delta of the text."""
         if not delta:
-            return UNCHANGED
+            return
         was_in_string = self._in_string
         self._chunks.append(delta)
-        # Lone surrogates (an emoji split between two deltas' JSON escapes) must not
-        # stop the stream: they read as "?" until the final parse of the whole text.
-        self._data += delta.encode("utf-8", "replace")
+        self._size += len(delta)
         self._track_strings(delta)
-        if not was_in_string and not self._number_held and not delta.strip(_JSON_WHITESPACE):
+        if was_in_string or delta.strip(_JSON_WHITESPACE):
+            self._changed = True
+        # The trailing run of number characters is a number when it starts like one;
+        # `true`/`false` also end in "e" but their run is just that "e". The run may span
+        # several deltas: its first character is kept, not looked for again.
+        rest = delta.rstrip(_NUMBER_CHARS)
+        if rest:
+            self._run_first = delta[len(rest)] if len(rest) < len(delta) else ""
+        elif not self._run_first:
+            self._run_first = delta[0]
+        self._number_held = not self._in_string and self._run_first != "" and self._run_first in "-0123456789"
+
+    def due(self) -> bool:
+        """Whether to parse now (see the class docstring)."""
+        if not self._changed or self._number_held:
+            return False
+        return (self._size >= self._next_size
+                or self._clock() - self._parsed_at > _PATIENCE * self._parse_cost)
+
+    def parse(self) -> Any:
+        """The value of the text so far, or `UNCHANGED` when nothing that could change it
+        arrived since the last parse, or when it is not JSON yet (leading prose, a lone
+        ``-``: the final parse of the whole text reports real errors)."""
+        if not self._changed:
             return UNCHANGED
-        self._number_held = not self._in_string and delta[-1] in _NUMBER_CHARS and self._ends_in_number()
-        if self._number_held:
-            return UNCHANGED
-        return self._parse()
+        started = self._clock()
+        text = "".join(self._chunks)
+        self._chunks = [text]
+        self._changed = False
+        self._next_size = self._size + math.ceil(self._size * _GROWTH)
+        try:
+            # Lone surrogates (an emoji split between two deltas' JSON escapes) must not
+            # stop the stream: they read as "?" until the final parse of the whole text.
+            value = jiter.from_json(text.encode("utf-8", "replace"), partial_mode="trailing-strings")
+        except ValueError:
+            value = UNCHANGED
+        self._parsed_at = self._clock()
+        self._parse_cost = self._parsed_at - started
+        if value is not UNCHANGED:
+            self._value = value
+        return value
 
     def finish(self) -> Any:
-        """At the end of the text: the value a number held back at its end completes
-        (a whole answer that is a number, e.g. ``42``); otherwise `UNCHANGED`."""
-        if not self._number_held:
-            return UNCHANGED
+        """At the end of the text: its whole value when anything arrived since the last
+        parse (a number held back at the end among it), so the last value is exact;
+        otherwise `UNCHANGED`."""
         self._number_held = False
-        return self._parse()
-
-    def _parse(self) -> Any:
-        try:
-            value = jiter.from_json(self._data, partial_mode="trailing-strings")
-        except ValueError:  # e.g. only "-" or leading text so far: the final parse reports real errors
-            return UNCHANGED
-        if value == self._value:
-            return UNCHANGED
-        self._value = value
-        return value
+        return self.parse()
 
     def _track_strings(self, delta: str) -> None:
         in_string, escaped = self._in_string, self._escaped
@@ -237,12 +279,3 @@ class PartialJson:
             elif char == '"':
                 in_string = not in_string
         self._in_string, self._escaped = in_string, escaped
-
-    def _ends_in_number(self) -> bool:
-        # The trailing run of number characters is a number when it starts like one;
-        # `true`/`false` also end in "e" but their run is just that "e".
-        end = len(self._data)
-        start = end
-        while start > 0 and chr(self._data[start - 1]) in _NUMBER_CHARS:
-            start -= 1
-        return chr(self._data[start]) in "-0123456789"

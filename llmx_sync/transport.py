@@ -19,6 +19,7 @@ import re
 import ssl
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 import requests.auth
+import requests.sessions
 import urllib3
 import urllib3.connection
 from requests.adapters import HTTPAdapter
@@ -212,6 +214,9 @@ def describe_connection_error(error: BaseException) -> str:
 #: Idle connections kept per host: enough for a web app's concurrency (a pool too small
 #: makes urllib3 discard connections with a warning each time).
 POOL_MAXSIZE: Final = 1024
+# Entries of the environment settings' cache (one per URL and session settings) before it
+# starts over: a client has one URL, so this is only reached by a process with many.
+_SETTINGS_CACHE_SIZE: Final = 64
 
 
 class _ThisThread(threading.local):
@@ -272,10 +277,28 @@ class _TrackedHTTPSConnection(_TrackedConnection, urllib3.connection.HTTPSConnec
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
+    """A pool of `_TrackedConnection`, its queue of idle connections not pre-filled.
+
+    urllib3 fills a new pool's queue with `maxsize` placeholders (None), so that a pool
+    with ``block=True`` can count the connections it lent; 1024 of them took about 1.1 ms
+    per new client. Our pools never block (a request finding no idle connection makes a
+    new one), and to `_get_conn` a placeholder means exactly what an empty queue means:
+    no idle connection. So the queue starts empty, with the same capacity: at most
+    `maxsize` idle connections are kept, the ones beyond closed with urllib3's warning.
+    """
+
     ConnectionCls = _TrackedConnection
 
+    def __init__(self, host: str, port: int | None = None, **kwargs: Any) -> None:
+        maxsize = kwargs.pop("maxsize", 1)
+        block = kwargs.get("block", False)
+        super().__init__(host, port, maxsize=maxsize if block else 0, **kwargs)
+        if not block:
+            assert self.pool is not None
+            self.pool.maxsize = maxsize  # (read at each put: the queue made unbounded gets its bound)
 
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
+
+class _HTTPSPool(_HTTPPool, urllib3.HTTPSConnectionPool):
     ConnectionCls = _TrackedHTTPSConnection
 
 
@@ -400,7 +423,6 @@ class Transport:
         if logger.isEnabledFor(logging.DEBUG):
             shown = {name: (log_headers or {}).get(name, "***") for name in headers}
             logger.debug("POST %s headers=%s body=%d bytes", where, shown, len(body))
-        verify = _verify_setting(self._session)
         # With a key of ours, nothing may replace its header: requests would put a ~/.netrc
         # entry for the host in its place, as Basic auth, without a word.
         auth = _AS_SENT if any(name.lower() == "authorization" for name in headers) else None
@@ -416,11 +438,7 @@ class Transport:
             _this_thread.reused = False
             try:
                 with _sending():
-                    # The session's proxies passed again: given by the session only, the
-                    # environment's (HTTPS_PROXY...) would win over them (psf/requests#2018).
-                    response = self._session.post(url, data=body, headers=headers, stream=True,
-                                                  timeout=(connect, read), allow_redirects=False, verify=verify,
-                                                  proxies=dict(self._session.proxies), auth=auth)
+                    response = self._post(url, body, headers, (connect, read), auth)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if deadline is not None and deadline.passed():
                     raise deadline.error("while waiting for the server's answer") from None
@@ -471,6 +489,86 @@ class Transport:
                 _sleep(delay, cancel, where, deadline)
             except DeadlineExceededError as exc:
                 raise exc from error
+
+    def _post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: tuple[float, float],
+              auth: requests.auth.AuthBase | None) -> requests.Response:
+        """One POST, its body not read (``stream=True``), redirects not followed, with the
+        session's proxies and ``verify`` winning over the environment's.
+
+        What ``Session.post`` does, but with the settings requests reads from the
+        environment (proxies, ``no_proxy``, CA bundles) taken from `_request_settings`,
+        which reads the environment again only once it has changed: requests scans all of
+        it twice per request (about 0.2 ms). A session whose ``post``, ``request`` or
+        ``merge_environment_settings`` is not requests' own (an OAuth session adding its
+        token, a caching session, an instrumentation's patch) is used through ``post``,
+        as it expects."""
+        session = self._session
+        kind = type(session)
+        if not all(map(_requests_own, (kind.post, kind.request, kind.merge_environment_settings))):
+            # The session's proxies passed again: given by the session only, the
+            # environment's (HTTPS_PROXY...) would win over them (psf/requests#2018).
+            return session.post(url, data=body, headers=headers, stream=True, timeout=timeout,
+                                allow_redirects=False, verify=_verify_setting(session),
+                                proxies=dict(session.proxies), auth=auth)
+        prepared = session.prepare_request(requests.Request("POST", url, headers=headers, data=body, auth=auth))
+        assert prepared.url is not None
+        return session.send(prepared, timeout=timeout, allow_redirects=False,
+                            **_request_settings(session, prepared.url))
+
+
+def _requests_own(method: object) -> bool:
+    """Whether `method` is the function requests' `Session` defines: not a subclass's
+    override, nor a wrapper patched in its place (its code is elsewhere, or it is no
+    plain function)."""
+    return (type(method) is types.FunctionType
+            and os.path.normcase(method.__code__.co_filename) == os.path.normcase(requests.sessions.__file__))
+
+
+_settings_lock = threading.Lock()
+# os.environ as it was when the cached settings were read from it, and those settings.
+_settings_environment: dict[Any, Any] | None = None
+_settings_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _request_settings(session: requests.Session, url: str) -> dict[str, Any]:
+    """What ``session.request`` would pass to ``send`` for a POST to `url` (``stream``,
+    ``verify``, ``proxies``, ``cert``), with the session's own ``verify`` and proxies
+    winning over the environment's (see `_verify_setting`).
+
+    The answer depends on the URL, those session settings and the environment, and is
+    kept until one of them changes: each call compares ``os.environ`` with the copy the
+    cache was made from (a dict comparison in C, about a microsecond), so a
+    ``HTTPS_PROXY`` set, changed or removed later counts from the next request on.
+    Without that mapping to compare (a Python whose ``os.environ`` is made otherwise),
+    nothing is cached."""
+    global _settings_environment
+    environment = getattr(os.environ, "_data", None)
+    try:
+        key = (url, session.trust_env, session.verify, session.cert, frozenset(session.proxies.items()))
+    except TypeError:  # a setting that cannot be a key (a list as cert, say): not cached
+        environment = None
+    if not isinstance(environment, dict):
+        return _merged_settings(session, url)
+    with _settings_lock:
+        if environment != _settings_environment:
+            _settings_environment = dict(environment)
+            _settings_cache.clear()
+        settings = _settings_cache.get(key)
+    if settings is None:
+        settings = _merged_settings(session, url)
+        with _settings_lock:
+            if len(_settings_cache) >= _SETTINGS_CACHE_SIZE:
+                _settings_cache.clear()
+            if environment == _settings_environment:  # not changed meanwhile
+                _settings_cache[key] = settings
+    # A copy: requests may change what it is given, and the cache is shared.
+    return {**settings, "proxies": dict(settings["proxies"])}
+
+
+def _merged_settings(session: requests.Session, url: str) -> dict[str, Any]:
+    # The session's proxies passed again: given by the session only, the environment's
+    # (HTTPS_PROXY...) would win over them (psf/requests#2018).
+    return dict(session.merge_environment_settings(url, dict(session.proxies), True, _verify_setting(session), None))
 
 
 class _AsSent(requests.auth.AuthBase):

@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 from llm_server import (
     LLMServer,
+    Pause,
     Reply,
     chat_chunk,
     error_reply,
@@ -194,7 +195,9 @@ def test_agent_runs_the_functions_the_model_calls_then_answers(llm_server: LLMSe
 def test_structured_prints_the_object_as_it_grows_then_the_instance(llm_server: LLMServer) -> None:
     city = {"name": "Paris", "country": "France", "population": 2100000, "landmarks": ["Louvre", "Eiffel Tower"]}
     text = json.dumps(city)
-    llm_server.enqueue(Reply(body=text_stream_body([text[i:i + 8] for i in range(0, len(text), 8)])))
+    # Written as a model writes, a few characters at a time: one value per batch that arrives.
+    body = text_stream_body([text[i:i + 8] for i in range(0, len(text), 8)])
+    llm_server.enqueue(Reply(body=[part for piece in body for part in (piece, Pause(0.02))]))
     done = run_example("structured.py", llm_server, "Paris")
     assert done.returncode == 0, done.stderr
     *partials, last = done.stdout.splitlines()

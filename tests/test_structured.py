@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -218,30 +219,88 @@ def _splits(text: str) -> list[tuple[str, list[str]]]:
     return cases
 
 
+class Clock:
+    """A clock that moves only when told: with it, only the growth of the text makes a
+    parse due (the time since the last parse is never more than twenty times its cost)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def follow(deltas: list[str], *, slow: bool = False) -> list[tuple[int, Any]]:
+    """Feed `deltas` as `StructuredOutput.follow` does with one delta per batch: parse
+    when due, then finish; `slow`: a second passes between two deltas. (size of the text
+    at each value, value)."""
+    clock = Clock()
+    partial = PartialJson(clock)
+    values: list[tuple[int, Any]] = []
+    size = 0
+    for delta in deltas:
+        partial.feed(delta)
+        size += len(delta)
+        clock.now += 1.0 if slow else 0.0
+        if partial.due():
+            value = partial.parse()
+            if value is not UNCHANGED:
+                assert partial.value is value
+                values.append((size, value))
+    value = partial.finish()
+    if value is not UNCHANGED:
+        values.append((size, value))
+    assert partial.text == "".join(deltas)
+    return values
+
+
 @pytest.mark.parametrize("text_kind", TEXTS)
-def test_every_partial_value_is_consistent_with_the_final_one(text_kind: str) -> None:
+@pytest.mark.parametrize("slow", [False, True], ids=["fast", "slow"])
+def test_every_partial_value_is_consistent_with_the_final_one(text_kind: str, slow: bool) -> None:
     text = TEXTS[text_kind]
     for split_name, deltas in _splits(text):
-        partial = PartialJson()
-        previous: Any = None
-        values = 0
-        for delta in deltas:
-            value = partial.feed(delta)
-            if value is UNCHANGED:
-                continue
-            values += 1
-            assert value != previous, split_name
+        values = [value for _, value in follow(deltas, slow=slow)]
+        for value in values:
             assert _extends(value, DOC), (split_name, value)
-            if previous is not None:
-                assert _extends(previous, value), (split_name, previous, value)
-            previous = value
-            assert partial.value is value
-        assert previous == DOC, split_name  # the closing brace completes it
-        assert partial.text == text
-        assert values >= min(len(deltas) // 4, 10), split_name  # it does stream
+        for previous, value in itertools.pairwise(values):
+            assert _extends(previous, value), (split_name, previous, value)
+        assert values[-1] == DOC, split_name  # the last value is the whole text's
+        if slow:  # a value at nearly every delta: it does stream
+            assert len(values) >= min(len(deltas) // 4, 10), split_name
 
 
-def test_whitespace_and_unfinished_numbers_do_not_reparse(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parses_come_at_geometric_sizes_when_only_the_text_grows() -> None:
+    # A fast stream of tiny batches: one character each, the clock standing still.
+    text = json.dumps({"items": [DOC] * 40}, ensure_ascii=False)
+    sizes = [size for size, _ in follow(list(text))]
+    assert sizes[-1] == len(text)
+    for before, after in itertools.pairwise(sizes[:-1]):
+        assert after >= before * 9 / 8
+    assert sum(sizes) <= 10 * len(text)  # parsing it all costs less than ten parses of the whole
+    assert 20 <= len(sizes) <= 90
+
+
+def test_a_slow_stream_gets_a_value_once_twenty_parse_times_have_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    real = structured.jiter.from_json
+
+    def one_millisecond(data: bytes, **options: Any) -> Any:
+        clock.now += 0.001
+        return real(data, **options)
+
+    monkeypatch.setattr(structured.jiter, "from_json", one_millisecond)
+    partial = PartialJson(clock)
+    partial.feed('{"text": "' + "x" * 1000)
+    assert partial.due() and partial.parse() == {"text": "x" * 1000}
+    partial.feed("y")  # far less than an eighth more
+    assert not partial.due()
+    clock.now += 0.019
+    assert not partial.due()
+    clock.now += 0.002  # 21 ms since a parse that took 1 ms
+    assert partial.due() and partial.parse() == {"text": "x" * 1000 + "y"}
+
+
+def test_whitespace_and_unfinished_numbers_do_not_make_a_parse_due(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes] = []
     real = structured.jiter.from_json
 
@@ -249,55 +308,78 @@ def test_whitespace_and_unfinished_numbers_do_not_reparse(monkeypatch: pytest.Mo
         calls.append(data)
         return real(data, **options)
 
+    def step(delta: str) -> Any:
+        partial.feed(delta)
+        clock.now += 1.0  # time alone makes a parse due: only what arrived decides
+        return partial.parse() if partial.due() else UNCHANGED
+
     monkeypatch.setattr(structured.jiter, "from_json", counting)
-    partial = PartialJson()
-    assert partial.feed('{"a": "x') == {"a": "x"}
-    assert partial.feed("  ") == {"a": "x  "}  # inside a string, whitespace is content
-    assert partial.feed('",') == UNCHANGED and len(calls) == 3
-    assert partial.feed("\n  ") is UNCHANGED and len(calls) == 3  # between tokens: not parsed
-    assert partial.feed('"n": 1') is UNCHANGED and len(calls) == 3  # 1 may become 12
-    assert partial.feed("2") is UNCHANGED and len(calls) == 3
-    assert partial.feed(" ") == {"a": "x  ", "n": 12}  # the number has ended
-    assert partial.feed("\t") is UNCHANGED and len(calls) == 4
-    assert partial.feed(', "t": tr') is UNCHANGED  # an unfinished literal is left out
-    assert partial.feed("ue}") == {"a": "x  ", "n": 12, "t": True}
-    assert partial.feed("") is UNCHANGED
+    clock = Clock()
+    partial = PartialJson(clock)
+    assert step('{"a": "x') == {"a": "x"}
+    assert step("  ") == {"a": "x  "}  # inside a string, whitespace is content
+    assert step('",') == {"a": "x  "} and len(calls) == 3  # (no comparison with the last value)
+    assert step("\n  ") is UNCHANGED and len(calls) == 3  # between tokens: not parsed
+    assert step('"n": 1') is UNCHANGED and len(calls) == 3  # 1 may become 12
+    assert step("2") is UNCHANGED and len(calls) == 3
+    assert step(" ") == {"a": "x  ", "n": 12}  # the number has ended
+    assert step("\t") is UNCHANGED and len(calls) == 4
+    assert step(', "t": tr') == {"a": "x  ", "n": 12}  # an unfinished literal is left out
+    assert step("ue}") == {"a": "x  ", "n": 12, "t": True}
+    assert step("") is UNCHANGED and partial.finish() is UNCHANGED and len(calls) == 6
 
 
 def test_a_number_ending_in_e_is_held_but_true_is_not() -> None:
-    partial = PartialJson()
-    assert partial.feed('[1e') is UNCHANGED
-    assert partial.feed("2, true") == [100.0, True]
+    assert follow(["[1e", "2, true"]) == [(10, [100.0, True])]
+    partial = PartialJson(Clock())
+    partial.feed("[1e")
+    assert not partial.due()
+    partial.feed("2, true")
+    assert partial.due()
 
 
-def test_finish_gives_a_number_held_at_the_end() -> None:
-    partial = PartialJson()
-    assert partial.feed("4") is UNCHANGED and partial.feed("2") is UNCHANGED  # 42 may still grow
+def test_a_number_split_over_deltas_is_held_until_it_ends() -> None:
+    partial = PartialJson(Clock())
+    for delta in ["[-", "1", "2.", "5e", "+", "3"]:
+        partial.feed(delta)
+        assert not partial.due(), delta
+    partial.feed("]")
+    assert partial.due() and partial.parse() == [-12.5e3]
+
+
+def test_finish_gives_the_whole_value_once() -> None:
+    partial = PartialJson(Clock())
+    partial.feed("4")
+    partial.feed("2")
+    assert not partial.due()  # 42 may still grow
     assert partial.finish() == 42 and partial.value == 42
     assert partial.finish() is UNCHANGED  # once
-    closed = PartialJson()
-    assert closed.feed("[4") is UNCHANGED and closed.feed("2]") == [42]
-    assert closed.finish() is UNCHANGED  # nothing was held
+    closed = PartialJson(Clock())
+    closed.feed("[4")
+    closed.feed("2]")
+    assert closed.parse() == [42]
+    assert closed.finish() is UNCHANGED  # nothing since
 
 
 def test_text_that_is_not_json_yet_gives_no_value() -> None:
-    partial = PartialJson()
+    partial = PartialJson(Clock())
     assert partial.value is None
-    assert partial.feed("Sure, here") is UNCHANGED
-    assert partial.feed(' it is: {"a": 1}') is UNCHANGED
+    partial.feed("Sure, here")
+    assert partial.parse() is UNCHANGED
+    partial.feed(' it is: {"a": 1}')
+    assert partial.parse() is UNCHANGED
     assert partial.value is None
     assert partial.text == 'Sure, here it is: {"a": 1}'
 
 
 def test_a_null_root_is_a_value() -> None:
-    partial = PartialJson()
-    assert partial.feed("nul") is UNCHANGED
-    assert partial.feed("l") is None
-    assert partial.feed(" ") is UNCHANGED
+    assert follow(["nul", "l", " "]) == [(4, None)]
 
 
 def test_a_lone_surrogate_does_not_stop_the_stream() -> None:
-    partial = PartialJson()
-    assert partial.feed('{"e": "a\ud83d') == {"e": "a?"}
-    assert partial.feed('\ude00b"}') == {"e": "a??b"}
+    partial = PartialJson(Clock())
+    partial.feed('{"e": "a\ud83d')
+    assert partial.parse() == {"e": "a?"}
+    partial.feed('\ude00b"}')
+    assert partial.parse() == {"e": "a??b"}
     assert partial.text == '{"e": "a\ud83d\ude00b"}'

@@ -13,19 +13,31 @@ from typing import Any, Literal, TypedDict
 
 import pydantic
 import pytest
-from llm_server import LLMServer, Reply, chat_chunk, sse_done, sse_event, text_stream_body, tool_call_delta
+from llm_server import (
+    LLMServer,
+    Pause,
+    Reply,
+    chat_chunk,
+    sse_done,
+    sse_event,
+    text_stream_body,
+    tool_call_delta,
+)
 
 from llmx_sync import (
     Client,
+    Completed,
     FunctionCall,
     Message,
     OutputJsonDelta,
+    OutputTextDelta,
     OutputValidationError,
     Prompt,
     Provider,
     ToolResult,
 )
 from llmx_sync.events import Event
+from llmx_sync.response import StructuredOutput
 from llmx_sync.structured import OutputSchema
 
 
@@ -120,6 +132,15 @@ def grows_into(partial: Any, final: Any) -> bool:
     return bool(partial == final)
 
 
+def assert_values_follow_deltas(events: list[Event], mode: str) -> None:
+    """Each value comes right after the delta that made it due, or right before `completed`."""
+    kinds = [event.type for event in events]
+    delta_kind = "function_call_arguments.delta" if mode == "tools" else "output_text.delta"
+    for i, kind in enumerate(kinds):
+        if kind == "output_json.delta":
+            assert kinds[i - 1] == delta_kind or kinds[i + 1] == "completed", kinds
+
+
 def json_values(events: list[Event]) -> list[Any]:
     return [event.value for event in events if isinstance(event, OutputJsonDelta)]
 
@@ -147,13 +168,10 @@ def test_the_object_streams_then_parses(llm_server: LLMServer, client: Client, m
 
     assert result.parsed == expected and type(result.parsed) is type(expected)
     values = json_values(events)
-    assert len(values) > 3 and values[-1] == FINAL
+    assert values and values[-1] == FINAL  # (how many: one per batch at most, see below)
     assert all(grows_into(value, FINAL) for value in values)
-    assert all(a != b for a, b in itertools.pairwise(values))  # sent only when the object changed
-    # Each value follows the delta that made it.
-    kinds = [event.type for event in events]
-    delta_kind = "function_call_arguments.delta" if mode == "tools" else "output_text.delta"
-    assert all(kinds[i - 1] == delta_kind for i, kind in enumerate(kinds) if kind == "output_json.delta")
+    assert all(grows_into(a, b) for a, b in itertools.pairwise(values))
+    assert_values_follow_deltas(events, mode)
 
     body = llm_server.requests[0].json()
     schema = OutputSchema.for_target(target).schema
@@ -219,6 +237,66 @@ def test_a_number_at_the_very_end_comes_before_completed(llm_server: LLMServer) 
         kinds = [(event.type, getattr(event, "value", None)) for event in stream]
         assert stream.collect().parsed == 42
     assert kinds[-2:] == [("output_json.delta", 42), ("completed", None)]
+
+
+def test_a_slow_stream_gets_a_value_for_each_batch(llm_server: LLMServer, client: Client, mode: str) -> None:
+    # A model writing its JSON over a second: each group of deltas arrives as a batch of its own.
+    groups = [pieces(TEXT)[i:i + 2] for i in range(0, len(pieces(TEXT)), 2)]
+    if mode == "tools":
+        body = [sse_event(chat_chunk(role="assistant", tool_calls=[tool_call_delta(0, id="c1", name="Forecast")]))]
+        for group in groups:
+            body += [sse_event(chat_chunk(tool_calls=[tool_call_delta(0, arguments=piece)])) for piece in group]
+            body.append(Pause(0.05))
+        body += [sse_event(chat_chunk(finish_reason="tool_calls")), sse_done()]
+    else:
+        body = [sse_event(chat_chunk(role="assistant", content=""))]
+        for group in groups:
+            body += [sse_event(chat_chunk(content=piece)) for piece in group]
+            body.append(Pause(0.05))
+        body += [sse_event(chat_chunk(finish_reason="stop")), sse_done()]
+    llm_server.enqueue(Reply(body=body))
+    stream = client.stream("Forecast?", model="m", response_format=Forecast)
+    events = list(stream)
+    assert stream.collect().parsed == Forecast("Paris", 21.5, "sunny", [9, 12, 15])
+    values = json_values(events)
+    assert len(values) >= len(groups) - 2 and values[-1] == FINAL  # (a group whose end is a number waits)
+    assert all(grows_into(a, b) for a, b in itertools.pairwise(values))
+    assert_values_follow_deltas(events, mode)
+
+
+def text_batches(*batches: list[str]) -> list[list[Event]]:
+    """Batches of text deltas as the iterator hands them to `StructuredOutput.follow`,
+    the last one ending the answer."""
+    out: list[list[Event]] = [[OutputTextDelta(delta) for delta in batch] for batch in batches]
+    out[-1] += [Completed("r1")]
+    return out
+
+
+def test_at_most_one_value_per_batch_and_the_last_is_exact() -> None:
+    output = StructuredOutput(OutputSchema.for_target(Forecast), "json_schema")
+    text_pieces = pieces(TEXT, 2)
+    first, second = text_pieces[:20], text_pieces[20:]
+    events = [event for batch in text_batches(first, second) for event in output.follow(batch)]
+    kinds = [event.type for event in events]
+    assert kinds == ["output_text.delta"] * 20 + ["output_json.delta"] + ["output_text.delta"] * len(second) + [
+        "output_json.delta", "completed"]
+    assert TEXT[:40] == '{"city": "Paris", "temperature": 21.5, "'
+    assert json_values(events) == [{"city": "Paris", "temperature": 21.5}, FINAL]
+
+
+def test_the_end_of_the_answer_completes_a_number_held_back() -> None:
+    output = StructuredOutput(OutputSchema.for_target({"type": "integer"}), "json_schema")
+    assert output.follow([OutputTextDelta("4")]) == [OutputTextDelta("4")]  # 4 may still grow
+    assert output.follow([OutputTextDelta("2")]) == [OutputTextDelta("2")]
+    assert output.follow([Completed("r1")]) == [OutputJsonDelta(42), Completed("r1")]
+
+
+def test_a_batch_of_whitespace_gives_no_value() -> None:
+    output = StructuredOutput(OutputSchema.for_target(Forecast), "json_schema")
+    assert json_values(output.follow([OutputTextDelta('{"city": "Paris"')])) == [{"city": "Paris"}]
+    assert output.follow([OutputTextDelta("\n  ")]) == [OutputTextDelta("\n  ")]
+    assert output.follow([OutputTextDelta("}"), Completed("r1")]) == [
+        OutputTextDelta("}"), OutputJsonDelta({"city": "Paris"}), Completed("r1")]
 
 
 # --- client.run --------------------------------------------------------------------------------

@@ -5,11 +5,13 @@ log redaction, and the chunked-body decoder."""
 from __future__ import annotations
 
 import email.utils
+import functools
 import itertools
 import logging
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from llm_server import LLMServer, Reply, Stall, chat_chunk, error_reply, sse_event, text_reply, text_stream_body
 from streaming_support import make_client, split_at
 
+from llmx_sync import Client
 from llmx_sync.body import SocketBodyReader, Urllib3BodyReader, _Dechunker, open_body
 from llmx_sync.errors import (
     BadRequestError,
@@ -460,3 +463,114 @@ def test_timeout_waiting_for_the_response_is_a_connection_error(llm_server: LLMS
     llm_server.handler = slow
     with Transport() as transport, pytest.raises(ConnectionFailedError, match="timed out waiting for the response"):
         send(transport, llm_server.chat_url, max_retries=0, read_timeout=0.2)
+
+
+# --- the pool and the environment ---------------------------------------------------------------
+
+
+def test_a_new_pool_holds_only_idle_connections_and_keeps_its_size(llm_server: LLMServer,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # urllib3 would fill the queue with `maxsize` placeholders; ours starts empty and still
+    # keeps at most `pool_maxsize` idle connections, closing the others with urllib3's warning.
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    streams = 4
+    all_open = threading.Barrier(streams, timeout=30)
+
+    def answer(request: object) -> Reply:
+        all_open.wait()  # four connections at once
+        return Reply(body=text_stream_body(["ok"]))
+
+    llm_server.handler = answer
+    transport = Transport(pool_maxsize=2)
+    pools = transport._session.get_adapter(llm_server.url).poolmanager.pools
+    with Client(base_url=llm_server.url, transport=transport) as client:
+        texts: list[str] = []
+        threads = [threading.Thread(target=lambda: texts.append(client.stream("hi", model="m").collect().text))
+                   for _ in range(streams)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert texts == ["ok"] * streams
+        (pool,) = [pools[key] for key in pools.keys()]
+        assert pool.pool is not None and (pool.pool.qsize(), pool.pool.maxsize) == (2, 2)
+        idle = [pool.pool.get_nowait() for _ in range(2)]
+        assert all(connection is not None for connection in idle)  # connections, not placeholders
+        for connection in idle:
+            pool.pool.put(connection)  # (closed with the client)
+    new_pool = type(pool)("127.0.0.1", llm_server.port, maxsize=1024)
+    assert new_pool.pool is not None and (new_pool.pool.qsize(), new_pool.pool.maxsize) == (0, 1024)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Connection pool is full, discarding connection: 127.0.0.1. Connection pool size: 2"] * 2
+
+
+def test_a_proxy_set_in_the_environment_later_counts_from_the_next_request(llm_server: LLMServer,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    llm_server.default = Reply(body=text_stream_body(["direct"]))
+    proxy = LLMServer(default=Reply(body=text_stream_body(["proxied"]))).start()  # a forward proxy, as it answers
+    try:
+        with make_client(llm_server) as client:
+            texts = [client.stream("hi", model="m").collect().text]
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+            texts.append(client.stream("hi", model="m").collect().text)
+            monkeypatch.setenv("no_proxy", "127.0.0.1")
+            texts.append(client.stream("hi", model="m").collect().text)
+            monkeypatch.delenv("no_proxy")
+            texts.append(client.stream("hi", model="m").collect().text)
+            monkeypatch.delenv("HTTP_PROXY")
+            texts.append(client.stream("hi", model="m").collect().text)
+    finally:
+        proxy.stop()
+    assert texts == ["direct", "proxied", "direct", "proxied", "direct"]
+    assert [r.path for r in proxy.requests] == [llm_server.chat_url] * 2
+
+
+def test_the_environment_is_read_again_only_once_it_changed(llm_server: LLMServer,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    environ_proxies = requests.sessions.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(url)
+        return environ_proxies(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
+    llm_server.default = Reply(body=text_stream_body(["ok"]))
+    with make_client(llm_server) as client:
+        for _ in range(3):
+            client.stream("hi", model="m").collect()
+        assert reads == [llm_server.chat_url]
+        monkeypatch.setenv("LLMX_TEST_SOMETHING_ELSE", "1")  # any change: requests' rules read many names
+        client.stream("hi", model="m").collect()
+        assert reads == [llm_server.chat_url] * 2
+
+
+def test_a_session_with_its_own_request_method_is_used_through_it(llm_server: LLMServer) -> None:
+    # An OAuth or caching session does its work in `request`: it must not be bypassed.
+    class TokenSession(requests.Session):
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-Token": "token-1"}
+            return super().request(method, url, *args, **kwargs)
+
+    llm_server.default = Reply(body=text_stream_body(["ok"]))
+    with TokenSession() as session, Client(base_url=llm_server.url, session=session) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    assert llm_server.requests[0].headers["X-Token"] == "token-1"
+
+
+def test_a_patched_session_request_is_used(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Instrumentations wrap requests' methods in place; the SDK's own session goes through them too.
+    original = requests.Session.request
+
+    @functools.wraps(original)
+    def traced(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-Trace": "trace-1"}
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", traced)
+    llm_server.default = Reply(body=text_stream_body(["ok"]))
+    with make_client(llm_server) as client:
+        assert client.stream("hi", model="m").collect().text == "ok"
+    assert llm_server.requests[0].headers["X-Trace"] == "trace-1"
