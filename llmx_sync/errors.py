@@ -149,6 +149,34 @@ def error_details(body: str) -> ErrorDetails:
     return ErrorDetails()
 
 
+# The text of a pydantic or FastAPI validation error ("1 validation error:", "2 validation
+# errors for Model"), as llama-cpp-python's server sends it with a 500.
+_VALIDATION_TEXT = re.compile(r"\b\d+ validation errors?\b")
+
+
+def is_validation_error(body: str) -> bool:
+    """Whether an error body refuses the request itself as malformed, so that sending it
+    again cannot help: FastAPI's ``{"detail": [{"loc": …, "msg": …}, …]}``, an error of
+    type ``invalid_request_error`` (OpenAI's shape, which llama.cpp's server also uses),
+    or the text of a pydantic/FastAPI validation error (llama-cpp-python answers a
+    request its model refuses with a 500 whose message is that text)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    detail = data.get("detail")
+    if isinstance(detail, list) and detail and all(isinstance(item, dict) and "loc" in item for item in detail):
+        return True
+    error = data.get("error")
+    fields = error if isinstance(error, dict) else data
+    if fields.get("type") == "invalid_request_error":
+        return True
+    message = error_details(body).message
+    return message is not None and _VALIDATION_TEXT.search(message) is not None
+
+
 _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 
 
@@ -256,17 +284,18 @@ _STATUS_ERRORS: dict[int, type[UnexpectedStatusError]] = {
 }
 
 
-def status_error_class(status: int) -> type[UnexpectedStatusError]:
-    """The most specific `UnexpectedStatusError` subclass for `status`."""
+def status_error_class(status: int, body: str = "") -> type[UnexpectedStatusError]:
+    """The most specific `UnexpectedStatusError` subclass for `status`; a 5xx whose body
+    refuses the request as malformed (`is_validation_error`) is a `BadRequestError`."""
     if 500 <= status <= 599:
-        return InternalServerError
+        return BadRequestError if is_validation_error(body) else InternalServerError
     return _STATUS_ERRORS.get(status, UnexpectedStatusError)
 
 
 def status_error(status: int, body: str, request_id: str | None = None, *,
                  headers: Mapping[str, str] | None = None, hint: str | None = None) -> UnexpectedStatusError:
     """The error of `status` (its most specific class)."""
-    return status_error_class(status)(status, body, request_id, headers=headers, hint=hint)
+    return status_error_class(status, body)(status, body, request_id, headers=headers, hint=hint)
 
 
 class RetryLimitReachedError(LlmxError):

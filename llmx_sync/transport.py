@@ -36,6 +36,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from .errors import (
+    BadRequestError,
     ConnectionFailedError,
     DeadlineExceededError,
     UnexpectedStatusError,
@@ -77,7 +78,9 @@ class Random(Protocol):
 
 
 def is_retryable_status(status: int) -> bool:
-    """408, 409, 429 and 5xx are retried; every other non-2xx status is final."""
+    """408, 409, 429 and 5xx are retried; every other non-2xx status is final. (`send`
+    also raises at once a 5xx whose body refuses the request as malformed, see
+    `errors.is_validation_error`: the same request would be refused again.)"""
     return status in (408, 409, 429) or 500 <= status <= 599
 
 
@@ -411,8 +414,9 @@ class Transport:
         saying so); a fresh connection closed without an answer is a counted retry.
 
         Raises `UnexpectedStatusError` (a subclass per status; `hint(error)` may add a
-        hint) for a final status, the same classes that are also
-        `RetryLimitReachedError` when the retries are spent, `ConnectionFailedError`
+        hint) for a final status (a 5xx refusing the request as malformed is a
+        `BadRequestError`, raised at once), the same classes that are also
+        `RetryLimitReachedError` when retries were made and spent, `ConnectionFailedError`
         when the server cannot be reached (at once for a certificate it cannot
         verify), and `DeadlineExceededError`. Setting `cancel` (a closing client) ends
         a wait at once with `ConnectionFailedError`. Logs at DEBUG the origin, the
@@ -474,10 +478,12 @@ class Transport:
             if 200 <= status <= 299:
                 return response
             error = _status_error(response, hint)
-            if not is_retryable_status(status):
-                raise error
+            if not is_retryable_status(status) or isinstance(error, BadRequestError):
+                raise error  # (a 5xx that refuses the request as malformed is a BadRequestError)
             if attempt > max_retries:
-                raise retry_limit_error(error, attempt)
+                # "retry limit reached" only when retries were spent: with none allowed the
+                # status's own error is the whole story.
+                raise retry_limit_error(error, attempt) if attempt > 1 else error
             delay = retry_delay(attempt, response.headers, rng=rng)
             if delay > max_retry_delay:
                 logger.info("not retrying: the server asks to wait %.3fs, more than max_retry_delay=%ss",

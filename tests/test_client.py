@@ -20,6 +20,7 @@ from llmx_sync.errors import (
     AuthenticationError,
     ConfigError,
     EnvVarError,
+    InternalServerError,
     InvalidInputError,
     RetryLimitReachedError,
     UnsupportedOperationError,
@@ -181,8 +182,9 @@ def test_request_max_retries_keyword_wins(llm_server: LLMServer) -> None:
     llm_server.enqueue(error_reply(503, headers=retry_now), ok_reply(),
                        error_reply(503, headers=retry_now), ok_reply())
     with make_client(llm_server, request_max_retries=0) as client:
-        with pytest.raises(RetryLimitReachedError):
+        with pytest.raises(InternalServerError):
             client.stream("hi", model="m")
+        assert len(llm_server.requests) == 1  # not retried
         llm_server.enqueue(error_reply(503, headers=retry_now))
         assert client.stream("hi", model="m", request_max_retries=1).collect().text == "ok"
 

@@ -93,9 +93,10 @@ ERROR_SHAPES = [
     pytest.param(
         json_reply({"error": {"message": LLAMA_CPP_VALIDATION, "type": "internal_server_error", "param": None,
                               "code": None}}, status=500),
-        InternalServerError, dict(status=500, message=LLAMA_CPP_VALIDATION, code=None,
-                                  type="internal_server_error", param=None),
-        "unexpected status 500 Internal Server Error (retry limit reached after 1 attempt): " + LLAMA_CPP_VALIDATION,
+        # A refusal of the request as malformed: a BadRequestError whatever its status, never retried.
+        BadRequestError, dict(status=500, message=LLAMA_CPP_VALIDATION, code=None,
+                              type="internal_server_error", param=None),
+        "unexpected status 500 Internal Server Error: " + LLAMA_CPP_VALIDATION,
         id="llama-cpp-python-500"),
     pytest.param(
         json_reply({"error": {"message": "This model's maximum context length is 2048 tokens. However, you "
@@ -158,7 +159,7 @@ def test_an_html_page_is_reduced_to_the_start_of_its_text(llm_server: LLMServer)
                                                                        "cf-ray": "8f1e2d"}))
     assert isinstance(error, InternalServerError)
     assert (error.status, error.message, error.body, error.request_id) == (502, None, page, "8f1e2d")
-    prefix = "unexpected status 502 Bad Gateway (retry limit reached after 1 attempt): "
+    prefix = "unexpected status 502 Bad Gateway: "
     assert str(error).startswith(prefix + "502 Bad Gateway 502 Bad Gateway The upstream server & its proxy did")
     shown = str(error).removeprefix(prefix).removesuffix(", request id: 8f1e2d")
     assert len(shown) == 501 and shown.endswith("…")  # 500 characters of text, then the ellipsis

@@ -244,12 +244,15 @@ def test_retry_limit_reached_keeps_the_last_status_error(mocked: responses.Reque
                           "overloaded, request id: req-9")
 
 
-def test_zero_retries_means_one_attempt(mocked: responses.RequestsMock, transport: Transport) -> None:
+def test_zero_retries_means_one_attempt_and_no_retry_limit_error(mocked: responses.RequestsMock,
+                                                                  transport: Transport) -> None:
     mocked.post(URL, status=429, body="slow down")
-    with pytest.raises(RetryLimitReachedError) as caught:
+    with pytest.raises(RateLimitError) as caught:
         send(transport, max_retries=0)
     assert len(mocked.calls) == 1
-    assert isinstance(caught.value, RateLimitError) and caught.value.attempts == 1
+    # No retry was allowed, so none was spent: the status's own error, without "retry limit reached".
+    assert not isinstance(caught.value, RetryLimitReachedError)
+    assert str(caught.value) == "unexpected status 429 Too Many Requests: slow down"
 
 
 @pytest.mark.parametrize(
