@@ -178,6 +178,9 @@ class ChatResult:
     # What this answer adds to the conversation: `items`; a run's: every turn's items and
     # the tools' outputs (`history` is the request's input, then these).
     new_items: list[ResponseItem] = field(default_factory=list)
+    # How the structured output was asked for: "json_schema", "json_object" or "tools" (the
+    # mode the server accepted); None without structured output.
+    output_mode: str | None = None
 
     def to_messages(self) -> list[dict[str, Any]]:
         """The Chat Completions messages this answer adds, ready to append to a ``messages``

@@ -8,8 +8,10 @@ Data flows one way: the provider's wire builds the body (`wire.Wire.build_reques
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
+import logging
 import os
 import re
 import threading
@@ -27,14 +29,15 @@ from .body import open_body
 from .errors import InvalidInputError, UnexpectedStatusError
 from .functions import PythonTool, tool
 from .models import ResponseItem
+from .negotiation import Learned, ServerMemory, is_llama_server, mode_candidates, refuses_mode, refuses_tool_choice
 from .prompt import Prompt
 from .providers import Provider, default_provider
 from .response import ResponseStream, StructuredOutput
 from .runner import RunStream
-from .settings import RequestOptions, merge_options, options_from
+from .settings import Quirks, RequestOptions, merge_options, options_from
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import DEFAULT_BUFFERED_BYTES
-from .structured import requested_output
+from .structured import StructuredOutputMode, requested_output
 from .telemetry import request_trace, run_trace
 from .tools import FunctionTool
 from .transport import Deadline, ResponseInfo, Transport, display_url
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "Client", "PromptLike"]
 
 PromptLike = Prompt | str | Sequence[ResponseItem | Mapping[str, Any]]
+
+logger = logging.getLogger("llmx_sync")
 
 # Headers whose values the DEBUG log may show: the SDK's own. Every other value
 # (keys, provider and caller headers) is logged as "***".
@@ -158,6 +163,8 @@ class Client:
         self._closed = threading.Event()  # also cancels retry waits
         self._streams: weakref.WeakSet[ResponseStream | RunStream] = weakref.WeakSet()
         self._lock = threading.Lock()
+        # What each server was found to accept (structured-output mode, forced-tool form).
+        self._memory = ServerMemory()
         self._server = provider.server
         if self._server is not None:
             self._server.acquire()
@@ -172,10 +179,12 @@ class Client:
 
     def request_body(self, prompt: PromptLike, *, options: RequestOptions | None = None,
                      **overrides: Any) -> dict[str, Any]:
-        """The JSON body `stream` would send for these arguments."""
+        """The JSON body `stream` would send first for these arguments (with what the
+        client has learned about the server so far: see `negotiation.py`)."""
         settings = self.options(options, **overrides)
-        return WIRES[self.provider.connection.wire_api].build_request(as_prompt(prompt), settings,
-                                                                      self.provider.quirks)
+        learned = self._memory.get(self.provider.connection.base_url, settings.model)
+        quirks = _shape(self.provider.quirks, learned, mode_candidates(self.provider.quirks, learned)[0])
+        return WIRES[self.provider.connection.wire_api].build_request(as_prompt(prompt), settings, quirks)
 
     @overload
     def stream(self, prompt: PromptLike, *, max_output_retries: int, options: RequestOptions | None = None,
@@ -216,31 +225,38 @@ class Client:
     def _stream(self, prompt: Prompt, settings: RequestOptions) -> ResponseStream:
         provider = self.provider
         wire = WIRES[provider.connection.wire_api]
-        body = compact_json(wire.build_request(prompt, settings, provider.quirks)).encode()
         headers = self._headers(settings)
         if "Authorization" in headers and urlsplit(provider.connection.base_url).username is not None:
             # requests would send the URL's user and password as Basic auth in the key's place.
             raise InvalidInputError("base_url", "has a user name and password, and the provider has an API key: "
                                     "requests would send the password in place of the key; keep one of them")
-        output = self._structured_output(prompt, settings)
+        schema = requested_output(prompt.output_schema, settings.response_format)
         deadline = Deadline(settings.timeout) if settings.timeout is not None else None
         credential_sent = any(_CREDENTIAL_HEADER.search(name) for name in headers)
+
+        def send(quirks: Quirks) -> requests.Response:
+            body = compact_json(wire.build_request(prompt, settings, quirks)).encode()
+            return self._transport.send(
+                provider.connection.url(),
+                headers=headers,
+                body=body,
+                max_retries=settings.request_max_retries,
+                max_retry_delay=settings.max_retry_delay,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.idle_timeout,
+                deadline=deadline,
+                hint=functools.partial(status_hint, base_url=provider.connection.base_url,
+                                       credential_sent=credential_sent,
+                                       key_variable=optional_key_variable(provider)),
+                log_headers={name: headers[name] for name in _OWN_HEADERS if name in headers},
+                cancel=self._closed,
+            )
+
+        # One span for the request, whatever shapes it takes to be accepted.
         trace = request_trace(provider, settings, prompt)
-        response = trace.call(
-            self._transport.send,
-            provider.connection.url(),
-            headers=headers,
-            body=body,
-            max_retries=settings.request_max_retries,
-            max_retry_delay=settings.max_retry_delay,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.idle_timeout,
-            deadline=deadline,
-            hint=functools.partial(status_hint, base_url=provider.connection.base_url,
-                                   credential_sent=credential_sent, key_variable=optional_key_variable(provider)),
-            log_headers={name: headers[name] for name in _OWN_HEADERS if name in headers},
-            cancel=self._closed,
-        )
+        response, mode = trace.call(self._send_in_an_accepted_shape, prompt, settings, send,
+                                    has_output=schema is not None)
+        output = None if schema is None else StructuredOutput(schema, mode)
         try:
             parser = wire.parser(response.headers, max_event_bytes=self._max_event_bytes)
         except BaseException as exc:
@@ -253,9 +269,76 @@ class Client:
         self._track(stream)
         return stream
 
-    def _structured_output(self, prompt: Prompt, settings: RequestOptions) -> StructuredOutput | None:
-        schema = requested_output(prompt.output_schema, settings.response_format)
-        return None if schema is None else StructuredOutput(schema, self.provider.quirks.structured_output)
+    def _send_in_an_accepted_shape(self, prompt: Prompt, settings: RequestOptions,
+                                   send: Callable[[Quirks], requests.Response], *,
+                                   has_output: bool) -> tuple[requests.Response, StructuredOutputMode]:
+        """Send the request in a shape the server accepts (see `negotiation.py`): with
+        structured output and no mode set by the provider, a refusal of one mode sends it
+        once more in the next; the mode that worked is remembered. Returns the 2xx
+        response and its mode. Each request has its own retries, all within the
+        request's `timeout`; a refusal in the last mode is raised."""
+        base_url = self.provider.connection.base_url
+        modes = mode_candidates(self.provider.quirks, self._memory.get(base_url, settings.model))
+        if not has_output:
+            modes = modes[:1]  # (the mode changes nothing in the request)
+        for mode in modes:
+            try:
+                response = self._send_forcing(prompt, settings, send, mode, has_output=has_output)
+            except UnexpectedStatusError as error:
+                if mode == modes[-1] or not refuses_mode(error):
+                    raise
+                logger.info("%s refuses structured output in the %r mode (%s); trying the next mode",
+                            display_url(base_url), mode, error.message or error.status)
+                continue
+            if has_output and self.provider.quirks.structured_output is None:
+                self._memory.learn(base_url, settings.model, structured_output=mode)
+            return response, mode
+        raise AssertionError("unreachable: the last mode returns or raises")
+
+    def _send_forcing(self, prompt: Prompt, settings: RequestOptions, send: Callable[[Quirks], requests.Response],
+                      mode: StructuredOutputMode, *, has_output: bool) -> requests.Response:
+        """Send in `mode`. A request that forces a function, to a server not known to need
+        ``"required"``, goes with the forcing object; when the answer shows that the
+        server ignored it (llama-server) or the server refuses it, it is sent once more
+        with ``"required"`` and that function alone, and the server is remembered."""
+        quirks, base_url = self.provider.quirks, self.provider.connection.base_url
+        shape = _shape(quirks, self._memory.get(base_url, settings.model), mode)
+        # Only a tool_choice or structured output can force (the cheap test first: the
+        # other builds the body twice).
+        unsure = (shape.forced_tool_choice is None and (settings.tool_choice is not None or has_output)
+                  and self._forces_function(prompt, settings, shape))
+        as_required = dataclasses.replace(shape, forced_tool_choice="required")
+        try:
+            response = send(shape)
+        except UnexpectedStatusError as error:
+            self._learn_from(error.headers, settings.model)
+            if not (unsure and refuses_tool_choice(error)):
+                raise
+            logger.info("%s refuses the object forcing a function (%s); sending \"required\" with that function "
+                        "alone", display_url(base_url), error.message or error.status)
+            self._memory.learn(base_url, settings.model, forced_tool_choice="required")
+            return send(as_required)
+        if self._learn_from(response.headers, settings.model):
+            if unsure:  # the object was ignored: this answer need not call the function
+                response.close()
+                logger.info("%s is llama-server, which ignores the object forcing a function; sending "
+                            "\"required\" with that function alone", display_url(base_url))
+                return send(as_required)
+        return response
+
+    def _learn_from(self, headers: Mapping[str, str], model: str | None) -> bool:
+        """Remember that the server needs ``"required"`` when its headers say it is
+        llama-server and the provider left the form open; whether they said so."""
+        if self.provider.quirks.forced_tool_choice is not None or not is_llama_server(headers):
+            return False
+        self._memory.learn(self.provider.connection.base_url, model, forced_tool_choice="required")
+        return True
+
+    def _forces_function(self, prompt: Prompt, settings: RequestOptions, quirks: Quirks) -> bool:
+        """Whether the request forces a function: the forced-tool form then changes its body."""
+        build = WIRES[self.provider.connection.wire_api].build_request
+        return (build(prompt, settings, dataclasses.replace(quirks, forced_tool_choice="object"))
+                != build(prompt, settings, dataclasses.replace(quirks, forced_tool_choice="required")))
 
     def run(self, prompt: PromptLike, *, tools: Sequence[Callable[..., Any] | PythonTool] = (),
             max_turns: int = 10, parallel: bool = True, max_output_retries: int = 0,
@@ -406,6 +489,13 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(provider={self.provider!r})"
+
+
+def _shape(quirks: Quirks, learned: Learned, mode: StructuredOutputMode) -> Quirks:
+    """The provider's quirks with the structured-output `mode` and, where the provider
+    leaves it open, the forced-tool form learned from the server."""
+    return dataclasses.replace(quirks, structured_output=mode,
+                               forced_tool_choice=quirks.forced_tool_choice or learned.forced_tool_choice)
 
 
 def _python_tools(tools: Sequence[Callable[..., Any] | PythonTool]) -> list[PythonTool]:

@@ -501,8 +501,14 @@ def _openai() -> Provider:
         "OpenAI", env_value("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
         env_key="OPENAI_API_KEY",
         env_http_headers={"OpenAI-Organization": "OPENAI_ORGANIZATION", "OpenAI-Project": "OPENAI_PROJECT"},
-        tool_call_content=None, max_tokens_param="max_completion_tokens",
+        # OpenAI documents json_schema: no need to find a mode (a 400 there is about something else).
+        tool_call_content=None, max_tokens_param="max_completion_tokens", structured_output="json_schema",
     )
+
+
+#: The `local` provider's `max_tokens`: enough for a paragraph or a tool call from the bundled
+#: model, which otherwise may write on to the end of its context for minutes.
+LOCAL_MAX_TOKENS: Final = 512
 
 
 def _local() -> Provider:
@@ -510,8 +516,10 @@ def _local() -> Provider:
 
     server = shared_server()
     # llama-cpp-python's server refuses response_format "json_schema"; it takes a schema
-    # with "json_object".
-    return Provider("local", server.base_url, server=server, structured_output="json_object")
+    # with "json_object". A tiny model that does not stop would write up to the context's
+    # end for minutes: a modest limit unless the caller asks for more.
+    return Provider("local", server.base_url, server=server, structured_output="json_object",
+                    forced_tool_choice="object", max_tokens=LOCAL_MAX_TOKENS)
 
 
 BUILTIN_PROVIDERS: Final[Mapping[str, BuiltinProvider]] = {

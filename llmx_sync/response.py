@@ -37,6 +37,7 @@ class StructuredOutput:
 
     def __init__(self, schema: OutputSchema, mode: StructuredOutputMode) -> None:
         self.schema = schema
+        self.mode = mode  # how it was asked for (the mode the server accepted)
         self._from_call = mode == "tools"
         self._partial = PartialJson()
 
@@ -169,7 +170,8 @@ class ResponseStream(EventStream):
     def snapshot(self) -> ChatResult:
         """Everything received so far, whichever view read it (no waiting, no I/O)."""
         result = self._accumulator.snapshot()
-        return dataclasses.replace(result, history=[*self.history, *result.items])
+        mode = None if self.structured_output is None else self.structured_output.mode
+        return dataclasses.replace(result, history=[*self.history, *result.items], output_mode=mode)
 
     @property
     def text_stream(self) -> Iterator[str]:

@@ -8,7 +8,8 @@ setting counts as given only where the caller named it. That is what lets a call
 ``max_tokens=None`` (leave it out) win over a provider's 8192 without a sentinel value.
 
 `Quirks` are what a server needs different from the protocol's letter (the `content`
-of a tool-call message, the name of the token limit).
+of a tool-call message, the name of the token limit, how structured output and a
+forced tool are asked for).
 
 Every value is checked when the object is made, so bad settings fail before any I/O
 with an `InvalidInputError` naming the setting.
@@ -247,14 +248,24 @@ class Quirks:
     ``"json_schema"`` (OpenAI's structured outputs; vLLM, Ollama, LiteLLM,
     llama-server), ``"json_object"`` with the schema in `response_format`
     (llama-cpp-python's server, llama-server), or ``"tools"`` (a forced function call
-    whose arguments are the object).
+    whose arguments are the object). None (the default): ``"json_schema"``, and when
+    the server refuses it, the next mode that it accepts, remembered by the client.
+
+    `forced_tool_choice`: how `tool_choice` forcing one named function is sent:
+    ``"object"`` (``{"type": "function", "function": {"name": …}}``, as OpenAI
+    documents; llama-cpp-python forces only with it) or ``"required"`` with that
+    function alone in `tools` (for servers whose `tool_choice` takes only a string:
+    llama.cpp's llama-server ignores the object). None (the default): the object,
+    unless the server identifies itself as llama-server, which the client remembers.
     """
 
     tool_call_content: str | None = setting("", optional(STRING))
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = setting(
         "max_tokens", choice("max_tokens", "max_completion_tokens"))
-    structured_output: Literal["json_schema", "json_object", "tools"] = setting(
-        "json_schema", choice("json_schema", "json_object", "tools"))
+    structured_output: Literal["json_schema", "json_object", "tools"] | None = setting(
+        None, optional(choice("json_schema", "json_object", "tools")))
+    forced_tool_choice: Literal["object", "required"] | None = setting(
+        None, optional(choice("object", "required")))
 
     def __post_init__(self) -> None:
         validate_fields(self)

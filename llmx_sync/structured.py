@@ -20,9 +20,13 @@ Which mode a server needs (the local servers checked with the bundled SmolLM2 mo
   servers that constrain tool arguments but lack response formats. The object then
   arrives as the call's arguments, not as text; the schema's root must be an object.
   llama-cpp-python's server builds a grammar from the named tool's parameters; the
-  pinned ``llama-server`` ignores an object ``tool_choice`` ("type must be string")
-  and, even with ``"required"`` and a tool-capable template, lets SmolLM2 answer in
-  plain text, so it needs one of the other modes.
+  pinned ``llama-server`` ignores an object ``tool_choice`` ("type must be string"),
+  so the call is forced there with ``"required"`` (see `negotiation.py`), which its
+  grammar lets SmolLM2 put off with text until ``max_tokens``: it needs one of the
+  other modes.
+
+With no mode set by the provider, the client tries them in the order of
+`STRUCTURED_OUTPUT_MODES` until the server accepts one (`negotiation.py`).
 """
 
 from __future__ import annotations

@@ -448,11 +448,25 @@ def test_the_local_provider_asks_for_structured_output_as_json_object(monkeypatc
     class NoServer:  # the provider's factory, without starting llama.cpp
         base_url = "http://127.0.0.1:9/v1"
 
+        def acquire(self) -> None: ...
+
+        def release(self) -> None: ...
+
     monkeypatch.setattr(llmx_sync.local, "shared_server", NoServer)
     local = Provider.builtin("local")
     assert (local.quirks.structured_output, local.quirks.tool_call_content, local.defaults.model) == (
         "json_object", "", "local")
+    # It forces with the object (which that server honours), and asks for 512 tokens unless
+    # a call asks for more: the bundled model may otherwise write on for minutes.
+    assert (local.quirks.forced_tool_choice, local.defaults.max_tokens) == ("object", 512)
+    with Client(local) as client:
+        assert client.request_body("hi")["max_tokens"] == 512
+        assert client.request_body("hi", max_tokens=2048)["max_tokens"] == 2048
     assert Provider.builtin("openai").quirks.structured_output == "json_schema"
+    # The others leave both open: the client finds them out from the server.
+    for name in ("litellm", "oss"):
+        quirks = Provider.builtin(name).quirks
+        assert (quirks.structured_output, quirks.forced_tool_choice) == (None, None)
 
 
 def test_structured_output_as_a_tool_is_forced_alone_and_required_beside_other_tools() -> None:

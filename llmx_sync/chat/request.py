@@ -402,8 +402,9 @@ TOOL_CHOICE_KEYWORDS = ("auto", "none", "required")
 def tool_choice_param(choice: str | Mapping[str, Any], tools: Sequence[ToolSpec]) -> str | dict[str, Any]:
     """`tool_choice` as sent: a keyword (``auto``, ``none``, ``required``) or an object as
     given; the name of one of the prompt's function tools becomes the object that
-    forces that function (the form every server we know honours; llama-cpp-python
-    ignores ``"required"``). Any other string is refused before it is sent."""
+    forces that function (OpenAI's form; llama-cpp-python forces only with it and
+    ignores ``"required"``; see `force_with_required` for servers that take only a
+    string). Any other string is refused before it is sent."""
     if not isinstance(choice, str):
         return dict(choice)
     if choice in TOOL_CHOICE_KEYWORDS:
@@ -426,6 +427,31 @@ def sampling_params(options: RequestOptions, tools: Sequence[ToolSpec]) -> dict[
             value = tool_choice_param(value, tools)
         params[name] = value if isinstance(value, (str, int, float, bool, dict)) else list(value)
     return params
+
+
+def forced_function(tool_choice: Any) -> str | None:
+    """The name of the function a `tool_choice` value forces
+    (``{"type": "function", "function": {"name": …}}``), else None."""
+    if not isinstance(tool_choice, Mapping) or tool_choice.get("type") != "function":
+        return None
+    function = tool_choice.get("function")
+    name = function.get("name") if isinstance(function, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
+def force_with_required(payload: dict[str, Any]) -> None:
+    """For a server whose `tool_choice` takes only a string
+    (``Quirks.forced_tool_choice="required"``; llama.cpp's llama-server ignores the
+    object and answers as with ``"auto"``): the object forcing a function becomes
+    ``"required"`` with that function alone in `tools`, which means the same, "call this
+    function", in the words the server knows. The other tools are back in the next
+    request, which does not force (a run's later turns)."""
+    name = forced_function(payload.get("tool_choice"))
+    if name is None:
+        return
+    payload["tools"] = [tool for tool in payload.get("tools", ())
+                        if tool.get("type") == "function" and tool.get("function", {}).get("name") == name]
+    payload["tool_choice"] = "required"
 
 
 def check_one_choice(extra_body: Mapping[str, Any] | None) -> None:
@@ -461,7 +487,9 @@ def build_chat_request(prompt: Prompt, options: RequestOptions, quirks: Quirks |
     the sampling parameters; `extra_body` is merged in last, so its keys win over
     everything built here (e.g. a server-specific ``"top_k"``, or a replacement
     ``"stream_options"``). A `response_format` (or the prompt's `output_schema`) is
-    asked for in the way `quirks.structured_output` says. Raises `InvalidInputError`
+    asked for in the way `quirks.structured_output` says (``"json_schema"`` when it
+    is None), and a forced function in the way `quirks.forced_tool_choice` says (the
+    object when it is None). Raises `InvalidInputError`
     (a `ValueError`) naming ``model``, ``input[i]``, ``tools[i]`` or the setting for
     anything malformed.
     """
@@ -495,7 +523,9 @@ def build_chat_request(prompt: Prompt, options: RequestOptions, quirks: Quirks |
     payload.update(sampling_params(options, tools))
     output = requested_output(prompt.output_schema, options.response_format)
     if output is not None:
-        add_structured_output(payload, output, quirks.structured_output)
+        add_structured_output(payload, output, quirks.structured_output or "json_schema")
+    if quirks.forced_tool_choice == "required":
+        force_with_required(payload)
     if options.extra_body:
         payload.update(options.extra_body)
     return payload

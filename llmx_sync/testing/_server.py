@@ -287,9 +287,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         chunked, headers = reply.chunked, reply.headers
         try:
-            self.send_response(reply.status)
+            # A scripted `Server` header replaces the stdlib's own (clients tell servers apart
+            # by it: llama.cpp's llama-server sends `Server: llama.cpp`).
+            server = [value for key, value in headers.items() if key.lower() == "server"]
+            self.send_response_only(reply.status)
+            self.send_header("Server", server[0] if server else self.version_string())
+            self.send_header("Date", self.date_time_string())
             for key, value in headers.items():
-                self.send_header(key, value)
+                if key.lower() != "server":
+                    self.send_header(key, value)
             if chunked:
                 if not _has_header(headers, "Transfer-Encoding"):
                     self.send_header("Transfer-Encoding", "chunked")
