@@ -66,6 +66,7 @@ from .events import (
     ToolResult,
 )
 from .functions import PythonTool, tool
+from .local import startup_progress
 from .models import (
     CustomToolCall,
     CustomToolCallOutput,
@@ -278,7 +279,7 @@ def configure_chat(chat: argparse.ArgumentParser) -> None:
     request.add_argument("-m", "--model", help="model name (default: $LLMX_MODEL, else per provider)")
     request.add_argument("-s", "--system", metavar="TEXT", help="system message (instructions)")
     request.add_argument("--max-tokens", metavar="N", type=_positive_int,
-                         help="most tokens to generate (default: the provider's, 8192)")
+                         help="most tokens to generate (default: the provider's; 8192, 512 for local)")
     request.add_argument("--temperature", metavar="T", type=_temperature, help="sampling temperature, 0 to 2")
     request.add_argument("--history", metavar="FILE", type=Path,
                          help="JSONL conversation to continue: protocol items, or a Codex/llmx rollout")
@@ -315,7 +316,8 @@ def configure_chat(chat: argparse.ArgumentParser) -> None:
                         help="print each event as one JSON object per line, and nothing else, on stdout")
     output.add_argument("--aggregate", action="store_true",
                         help="print only finished items (reasoning, the whole answer, tool calls)")
-    output.add_argument("-q", "--quiet", action="store_true", help="no usage and timing lines on stderr")
+    output.add_argument("-q", "--quiet", action="store_true",
+                        help="no start-up progress, usage and timing lines on stderr")
 
 
 def check_provider_args(args: argparse.Namespace) -> None:
@@ -691,11 +693,7 @@ class Style:
     def for_stream(cls, out: TextIO, environ: Mapping[str, str] | None = None) -> Style:
         """Colour only on a terminal and only without ``NO_COLOR`` (https://no-color.org)."""
         env = os.environ if environ is None else environ
-        try:
-            tty = out.isatty()
-        except (AttributeError, ValueError):
-            tty = False
-        return cls(color=tty and not env.get("NO_COLOR"))
+        return cls(color=is_terminal(out) and not env.get("NO_COLOR"))
 
 
 def format_tool_call(item: ResponseItem) -> str | None:
@@ -825,6 +823,7 @@ class Stats:
     and their token usage added up (None when no turn reported any)."""
 
     started: float
+    startup: float | None = None  # seconds the local model's server took to start, before `started`
     first_token: float | None = None
     ended: float | None = None
     completed: Completed | None = None
@@ -883,7 +882,8 @@ def format_stats(stats: Stats) -> list[str]:
         finish_text = f"finish reason: {finish}"
     first = "-" if stats.first_token is None else _seconds(stats.first_token - stats.started)
     total = "-" if stats.ended is None else _seconds(stats.ended - stats.started)
-    return [usage_line, f"{finish_text}, time to first token: {first}, total time: {total}"]
+    startup = "" if stats.startup is None else f"local model start-up: {_seconds(stats.startup)}, "
+    return [usage_line, f"{finish_text}, {startup}time to first token: {first}, total time: {total}"]
 
 
 # --- running --------------------------------------------------------------------
@@ -941,18 +941,56 @@ def chat_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_chat(args, request, out, err, log)
 
 
+class StartupProgress:
+    """"starting the local model… 3 s" on stderr while the bundled model's server starts
+    (it takes seconds, with nothing else to see): rewritten in place each second on a
+    terminal, one line before and one after otherwise. Called with the seconds so far
+    (`local.startup_progress`); `finish` ends the display and keeps how long it took."""
+
+    def __init__(self, err: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+        self.err = err
+        self.tty = is_terminal(err)
+        self.seconds: float | None = None  # the start-up's time; None when nothing started
+        self._clock = clock
+        self._began = clock()
+        self._shown = -1
+
+    def __call__(self, seconds: float) -> None:
+        if self._shown < 0 and not self.tty:
+            self.err.write("starting the local model…\n")
+        whole = int(seconds)
+        if whole > self._shown:
+            self._shown = whole
+            if self.tty:
+                self.err.write(f"\rstarting the local model… {whole} s")
+        self.err.flush()
+
+    def finish(self) -> None:
+        if self._shown < 0:
+            return
+        self.seconds = self._clock() - self._began
+        self.err.write(("\r" if self.tty else "") + f"the local model started in {_seconds(self.seconds)}\n")
+        self.err.flush()
+
+
 def run_chat(args: argparse.Namespace, request: ChatRequest, out: TextIO, err: TextIO,
              log: ConversationLog | None = None) -> int:
     """Stream the answer to `request` (or, `request.interactive`, chat) and save the
     exchange to `log`. Raises `LlmxError` and `KeyboardInterrupt` to `main`."""
     log = log if log is not None else ConversationLog(None)
-    client, config_model = make_client(args)
+    progress = StartupProgress(err)
+    try:
+        with startup_progress(progress if not args.quiet else lambda seconds: None):
+            client, config_model = make_client(args)
+    finally:
+        progress.finish()
     with client:
         model = pick_model(args, client.provider, config_model, log.session.model if log.session else None)
         options = request_options(args, model, request.tool_choice, request.schema)
         if request.interactive:
             return chat_interactively(args, client, request, options, model, log, out, err)
         result, stats = stream_answer(args, client, request, request.prompt, options, out)
+        stats.startup = progress.seconds
     log.record_or_warn(result.history, model, request.prompt.instructions, err)
     if not args.quiet:
         for line in format_stats(stats):

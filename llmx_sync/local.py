@@ -19,6 +19,8 @@ killed outright (SIGKILL, crash).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
 import importlib.util
 import json
 import os
@@ -33,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ __all__ = [
     "LocalServer",
     "LlamaServerBinary",
     "shared_server",
+    "startup_progress",
 ]
 
 #: The llama-cpp-python release this module was tested with.
@@ -346,6 +349,25 @@ def _read_tail(path: str | None, limit: int = _LOG_TAIL_BYTES) -> str:
     return text.strip()
 
 
+# Who hears about a start-up in progress (`startup_progress`): per thread and context, so
+# that one caller's display never sees another thread's server start.
+_startup_report: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+    "llmx_sync_local_startup_report", default=None)
+
+
+@contextlib.contextmanager
+def startup_progress(report: Callable[[float], None]) -> Iterator[None]:
+    """While the block runs, a server started in it (by `LocalServer.start`, e.g. through
+    ``Client()`` choosing the bundled model) calls ``report(seconds)`` with the time since
+    it was started, about four times a second until it answers. The CLI shows these as
+    "starting the local model… 3 s": a start takes seconds, with nothing else to see."""
+    token = _startup_report.set(report)
+    try:
+        yield
+    finally:
+        _startup_report.reset(token)
+
+
 # --------------------------------------------------------------------------
 # The server
 
@@ -517,7 +539,10 @@ class LocalServer:
         deadline = started + self.startup_timeout
         url = self.base_url + "/models"
         delay = 0.05
+        report = _startup_report.get()
         while True:
+            if report is not None:
+                report(time.monotonic() - started)
             proc = self._proc
             assert proc is not None
             code = proc.poll()

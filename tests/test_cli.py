@@ -748,6 +748,45 @@ def test_format_stats() -> None:
     assert lines[1].startswith("finish reason: none (the stream ended without one), time to first token: -")
 
 
+def test_the_timing_line_keeps_the_local_models_start_up_apart() -> None:
+    stats = Stats(started=10.0, startup=5.125, first_token=10.5, ended=12.0)
+    assert format_stats(stats)[1] == ("finish reason: none (no completed event), local model start-up: 5.12 s, "
+                                      "time to first token: 0.50 s, total time: 2.00 s")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_start_up_progress_on_a_terminal_counts_seconds_in_place() -> None:
+    err, ticks = Terminal(), iter([100.0, 106.25])
+    progress = cli.StartupProgress(err, clock=lambda: next(ticks))
+    for seconds in (0.0, 0.3, 1.1, 1.4, 2.0, 5.9):
+        progress(seconds)
+    progress.finish()
+    assert err.getvalue() == ("\rstarting the local model… 0 s\rstarting the local model… 1 s"
+                              "\rstarting the local model… 2 s\rstarting the local model… 5 s"
+                              "\rthe local model started in 6.25 s\n")
+    assert progress.seconds == 6.25
+
+
+def test_start_up_progress_elsewhere_is_a_line_before_and_after() -> None:
+    err, ticks = io.StringIO(), iter([0.0, 3.5])
+    progress = cli.StartupProgress(err, clock=lambda: next(ticks))
+    for seconds in (0.0, 1.0, 2.0, 3.0):
+        progress(seconds)
+    progress.finish()
+    assert err.getvalue() == "starting the local model…\nthe local model started in 3.50 s\n"
+
+
+def test_no_start_up_shows_nothing() -> None:
+    err = io.StringIO()
+    progress = cli.StartupProgress(err)
+    progress.finish()
+    assert (err.getvalue(), progress.seconds) == ("", None)
+
+
 def test_observe_times_the_first_output_and_keeps_completed() -> None:
     ticks = iter([1.0, 2.0, 3.0])
     stats = Stats(started=0.0)

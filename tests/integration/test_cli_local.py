@@ -43,6 +43,11 @@ def test_local_provider_streams_a_real_answer() -> None:
     # llama-cpp-python's server never reports usage while streaming: no numbers, this line.
     assert "usage: not reported by the server" in proc.stderr.splitlines(), proc.stderr
     assert "finish reason: " in proc.stderr and "time to first token: " in proc.stderr
+    # The server's start-up is shown while it happens, and timed apart from the answer.
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "starting the local model…", proc.stderr
+    assert lines[1].startswith("the local model started in "), proc.stderr
+    assert "local model start-up: " in lines[-1] and lines[-1].index("start-up") < lines[-1].index("first token")
 
 
 def test_default_provider_json_events() -> None:

@@ -32,6 +32,7 @@ from llmx_sync.local import (  # noqa: E402
     LocalServerError,
     find_bundled_model,
     shared_server,
+    startup_progress,
 )
 
 pytestmark = pytest.mark.integration
@@ -168,6 +169,25 @@ def test_start_is_idempotent_and_thread_safe(server: LocalServer) -> None:
     for t in threads:
         t.join()
     assert server.pid == pid
+
+
+@needs_llama_cpp
+def test_a_start_reports_its_progress_to_the_listener_of_its_thread() -> None:
+    heard: list[float] = []
+    elsewhere: list[float] = []
+    other = threading.Thread(target=lambda: _listen_for(elsewhere, 2.0))
+    other.start()
+    with startup_progress(heard.append), LocalServer() as srv:
+        assert srv.startup_seconds is not None
+    other.join()
+    assert heard and heard == sorted(heard) and heard[0] < 0.5  # from the start, in order
+    assert heard[-1] <= srv.startup_seconds  # up to the moment it answered
+    assert elsewhere == []  # another thread's listener hears nothing of this start
+
+
+def _listen_for(heard: list[float], seconds: float) -> None:
+    with startup_progress(heard.append):
+        time.sleep(seconds)
 
 
 @needs_llama_cpp
