@@ -2,7 +2,10 @@
 
 Plain blocking code: it runs in a cell although the kernel has an event loop
 running, since nothing here touches asyncio. IPython is imported only when
-`display_stream` is called.
+`display_stream` is called, but this module cannot be imported without it: the
+usual ``display_stream(client.stream(...))`` sends the request before
+`display_stream` runs, so an error there would come after the request was sent
+(and billed).
 
 What is displayed has two forms, and the frontend picks one: Markdown, and the
 same text as plain text (its ``_repr_pretty_``), which frontends without Markdown
@@ -14,6 +17,7 @@ the answer is written out as it grows instead.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import re
 import sys
@@ -43,6 +47,9 @@ from .models import FunctionCall
 from .stream import StreamLike
 
 __all__ = ["display_stream", "render_markdown"]
+
+if importlib.util.find_spec("IPython") is None:
+    raise ImportError("llmx_sync.notebook needs IPython (it draws into a Jupyter notebook): pip install ipython")
 
 WAITING_TEXT = "*waiting for the model…*"
 

@@ -129,6 +129,9 @@ def test_a_tool_loop_is_shown_with_each_result(fake_display: FakeDisplay, llm_se
 def test_a_kernel_interrupt_closes_the_stream_and_is_raised(fake_display: FakeDisplay) -> None:
     stream = FakeStream([OutputTextDelta("a")], stall_after=1)
     # What Jupyter's "interrupt kernel" does: SIGINT to the kernel, whose main thread is waiting.
+    # The kernel's handler raises KeyboardInterrupt; the test's own, since the process may have
+    # started with SIGINT ignored (nohup, `&` in a script), which Python then leaves ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -136,13 +139,27 @@ def test_a_kernel_interrupt_closes_the_stream_and_is_raised(fake_display: FakeDi
             display_stream(stream)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert stream.closed.is_set()
     assert fake_display.shown[-1] == "a"
 
 
-def test_without_ipython_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "IPython", None)
+def test_without_ipython_the_import_fails_before_any_request(monkeypatch: pytest.MonkeyPatch,
+                                                             llm_server: Any) -> None:
+    monkeypatch.setitem(sys.modules, "IPython", None)  # (None in sys.modules: not importable)
     monkeypatch.setitem(sys.modules, "IPython.display", None)
+    monkeypatch.delitem(sys.modules, "llmx_sync.notebook")  # (put back afterwards)
+    # The README's cell, run where IPython is missing: the import fails, nothing is sent.
+    with pytest.raises(ImportError, match=r"pip install ipython"):
+        exec("from llmx_sync import Client\n"
+             "from llmx_sync.notebook import display_stream\n"
+             f"client = Client(base_url={llm_server.url!r})\n"
+             "result = display_stream(client.stream('Why is the sky blue?', model='m'))\n", {})
+    assert llm_server.requests == []
+
+
+def test_an_ipython_that_cannot_be_imported_still_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "IPython.display", None)  # found, but broken
     stream = FakeStream([OutputTextDelta("a")])
     with pytest.raises(ImportError, match=r"pip install ipython"):
         display_stream(stream)
