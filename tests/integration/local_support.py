@@ -48,5 +48,5 @@ def tools_chat_template() -> str:
     llama-server (SmolLM2's own template has no tool support); skips without it."""
     template = os.path.join(default_cache_dir(), "bin", "chatml-tools.jinja")
     if not os.path.isfile(template):
-        pytest.skip(f"no {template}: run `bash scripts/install-local.sh`")
+        pytest.skip(f"no {template}: run `bash scripts/install-local.sh --llama-server`")
     return template
