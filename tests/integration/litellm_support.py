@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +79,13 @@ def litellm_skip_reason() -> str:
     return reason or f"no {executable}: run `bash scripts/install-litellm.sh`"
 
 
-def _config_yaml(api_base: str, upstream_model: str) -> str:
+def _config_yaml(api_base: str, upstream_model: str, model_names: Sequence[str]) -> str:
     # JSON is YAML: json-quoting every value keeps URLs and ids safe from YAML's typing.
-    entry = {
-        "model_name": LITELLM_MODEL_ALIAS,
+    entries = [{
+        "model_name": name,
         "litellm_params": {"model": f"openai/{upstream_model}", "api_base": api_base, "api_key": "none"},
-    }
-    return json.dumps({"model_list": [entry], "general_settings": {"master_key": LITELLM_MASTER_KEY}}, indent=2)
+    } for name in model_names]
+    return json.dumps({"model_list": entries, "general_settings": {"master_key": LITELLM_MASTER_KEY}}, indent=2)
 
 
 def _free_port() -> int:
@@ -155,10 +155,12 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path, timeou
 
 @contextmanager
 def litellm_proxy(api_base: str, upstream_model: str, *, startup_timeout: float = STARTUP_TIMEOUT,
-                  extra_args: tuple[str, ...] = ()) -> Iterator[LiteLLMProxy]:
+                  extra_args: tuple[str, ...] = (),
+                  model_names: Sequence[str] = (LITELLM_MODEL_ALIAS,)) -> Iterator[LiteLLMProxy]:
     """A LiteLLM proxy in front of the OpenAI-compatible server at `api_base` (its
-    ``/v1`` URL), serving `upstream_model` as ``LITELLM_MODEL_ALIAS``. Skips the calling
-    test, with the reason, when the proxy is not installed."""
+    ``/v1`` URL), serving `upstream_model` under each of `model_names` (LiteLLM's
+    ``"*"`` routes every name there). Skips the calling test, with the reason, when the
+    proxy is not installed."""
     reason = litellm_skip_reason()
     if reason:
         pytest.skip(reason)
@@ -167,7 +169,7 @@ def litellm_proxy(api_base: str, upstream_model: str, *, startup_timeout: float 
     workdir = Path(tempfile.mkdtemp(prefix="llmx-litellm-"))
     try:
         config = workdir / "config.yaml"
-        config.write_text(_config_yaml(api_base, upstream_model), encoding="utf-8")
+        config.write_text(_config_yaml(api_base, upstream_model, model_names), encoding="utf-8")
         log_path = workdir / "proxy.log"
         port = _free_port()
         cmd = [str(litellm_venv() / "bin" / "litellm"), "--config", str(config),
@@ -182,7 +184,7 @@ def litellm_proxy(api_base: str, upstream_model: str, *, startup_timeout: float 
         try:
             _wait_ready(proc, port, log_path, startup_timeout)
             yield LiteLLMProxy(base_url=f"http://127.0.0.1:{port}/v1", master_key=LITELLM_MASTER_KEY,
-                               alias=LITELLM_MODEL_ALIAS, log_path=log_path,
+                               alias=model_names[0], log_path=log_path,
                                startup_seconds=time.monotonic() - started)
         finally:
             _stop(proc)

@@ -11,7 +11,8 @@ without it the pinned llama-server answers such a prefill with an in-stream erro
 Which `structured_output` mode each server needs (what structured.py's docstring says):
 llama-server takes ``json_schema`` and ``json_object`` (a grammar either way) and its
 model ignores the ``tools`` mode; llama-cpp-python's server takes ``json_object`` and
-``tools`` and refuses ``json_schema``.
+``tools`` and refuses ``json_schema``. With no mode set, the client finds the one that
+works (``json_schema`` on llama-server, ``json_object`` on llama-cpp-python).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from local_support import needs_llama_cpp, needs_llama_server
 from test_sdk_local import tools_llama_server  # noqa: F401  (a fixture, used by name)
 
 from llmx_sync import (
+    BadRequestError,
     Client,
     Completed,
     FunctionCall,
     FunctionCallOutput,
-    InternalServerError,
     Message,
     OutputJsonDelta,
     OutputText,
@@ -138,6 +139,26 @@ def test_llama_cpp_python_returns_a_valid_instance(server: LocalServer, mode: st
 
 @needs_llama_cpp
 def test_llama_cpp_python_refuses_the_json_schema_mode(server: LocalServer) -> None:
+    # With the mode set by the provider, the refusal is raised (and not retried: a 500 that
+    # is a validation error is a BadRequestError).
     with structured_client(server.base_url, "json_schema") as client, \
-            pytest.raises(InternalServerError, match="Input should be 'text' or 'json_object'"):
+            pytest.raises(BadRequestError, match="Input should be 'text' or 'json_object'"):
         ask_for_a_city(client, str(server.model_id))
+
+
+@needs_llama_cpp
+def test_without_a_mode_set_the_client_finds_json_object_on_llama_cpp_python(server: LocalServer) -> None:
+    with Client(base_url=server.base_url) as client:
+        values, city = ask_for_a_city(client, str(server.model_id))
+        assert city.name.strip() and values[-1] == dataclasses.asdict(city)
+        assert client.request_body("x", model=str(server.model_id), response_format=City)["response_format"][
+            "type"] == "json_object"  # remembered
+
+
+@needs_llama_server
+def test_without_a_mode_set_llama_server_answers_json_schema(llama_server: LlamaServerBinary) -> None:
+    with Client(base_url=llama_server.base_url) as client:
+        stream = client.stream("Describe Paris as JSON.", model=str(llama_server.model_id), temperature=0,
+                               max_tokens=80, response_format=City)
+        result = stream.collect()
+    assert isinstance(result.parsed, City) and result.output_mode == "json_schema"

@@ -38,13 +38,13 @@ from local_support import LLAMA_SERVER_SKIP, needs_llama_cpp, needs_llama_server
 
 import llmx_sync as llmx
 from llmx_sync import (
+    BadRequestError,
     Client,
     Completed,
     Event,
     FunctionCall,
     FunctionCallOutput,
     FunctionTool,
-    InternalServerError,
     LlmxError,
     Message,
     OutputItemDone,
@@ -200,14 +200,14 @@ def test_complete_agent_turn_needs_tool_call_content(server: LocalServer, client
 
     # tool_call_content=None (the OpenAI shape, JSON null): llama-cpp-python's pydantic
     # models want a string there and the server answers 500 (not 4xx) with the
-    # validation errors. 500 is retryable: with no retry left, the error is the 500's own
-    # class that is also a RetryLimitReachedError, its message the server's.
+    # validation errors: a BadRequestError at once (the same request would be refused
+    # again), its status 500 and its message the server's.
     with Client(_local_provider(server.base_url, tool_call_content=None)) as null_client:
-        with pytest.raises(InternalServerError) as info:
+        with pytest.raises(BadRequestError) as info:
             null_client.stream(Prompt(input=history, tools=[WEATHER_TOOL]), model=model, temperature=0,
-                               max_tokens=48, request_max_retries=0)
+                               max_tokens=48)
     error = info.value
-    assert isinstance(error, RetryLimitReachedError) and error.status == 500, error
+    assert not isinstance(error, RetryLimitReachedError) and error.status == 500, error
     assert "ChatCompletionRequestAssistantMessage" in error.body, error.body
     assert "Input should be a valid string" in error.body and "Input should be a valid string" in str(error)
 
