@@ -66,8 +66,8 @@ CLI_LINES = [(block, line) for block in BLOCKS for line in block.cli_lines()]
 
 @dataclass
 class SetUp:
-    """A running set-up: the environment its snippets see, the directory its command lines
-    run in, and its llama.cpp server."""
+    """A running set-up: the environment its snippets see, the directory they run in (the
+    files they write land there, not in the repository), and its llama.cpp server."""
 
     name: str
     env: dict[str, str]
@@ -134,7 +134,7 @@ def python_session(setup: SetUp, tmp_path_factory: pytest.TempPathFactory) -> Py
         results_path = work / "results.jsonl"
         try:
             proc = subprocess.run([sys.executable, str(RUNNER), str(work / "blocks.json"), str(results_path)],
-                                  cwd=REPO, env=setup.env, stdin=subprocess.DEVNULL, capture_output=True,
+                                  cwd=setup.workdir, env=setup.env, stdin=subprocess.DEVNULL, capture_output=True,
                                   text=True, timeout=1500)
             stderr = proc.stderr
         except subprocess.TimeoutExpired as exc:
@@ -173,7 +173,7 @@ def test_notebook_block_runs_in_a_kernel(setup: SetUp, block: Block, tmp_path: P
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(block.code)])
     with _environ(setup.env):  # the kernel is a child process: it inherits the environment
         nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(REPO)}}).execute()
+                                resources={"metadata": {"path": str(setup.workdir)}}).execute()
     outputs = notebook.cells[0].outputs
     errors = [output for output in outputs if output.get("output_type") == "error"]
     assert not errors, errors
