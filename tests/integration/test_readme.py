@@ -18,12 +18,13 @@ tests/readme_blocks.py). Each line of the other shell blocks that runs ``llmx-sy
 in bash, on a terminal (``run_in_a_terminal``), in a directory that has the repository's
 ``examples/`` (the files the lines name), as from the repository's root.
 
-The servers run with a context of 2048 tokens (llama-cpp-python's default; one slot for
-llama-server): the snippets send the ``litellm`` built-in's ``max_tokens`` (8192), and the
-bundled 135M model sometimes writes on until its context is full (a haiku of 2 500 tokens
-was seen), which at the machine's pace can take many minutes. The snippet that sends an
-answer back in the next request bounds it (``max_tokens=400``), so that the history fits.
-Skipped, with the reason, where a server or the proxy is not installed.
+The servers run with the model's whole context, 8192 tokens (one slot for llama-server):
+the snippets send the ``litellm`` built-in's ``max_tokens`` (8192), and the bundled 135M
+model sometimes writes on and on (a haiku of 2 500 tokens was seen); with
+llama-cpp-python's default context of 2048, such an answer sent back in the next request
+(``llmx-sync chat -c``) no longer fits. The python snippets that send an answer back bound
+it (``max_tokens=400``). A long answer takes minutes at this machine's pace: hence the
+generous timeouts. Skipped, with the reason, where a server or the proxy is not installed.
 """
 
 from __future__ import annotations
@@ -46,14 +47,14 @@ from readme_blocks import Block, readme_blocks
 
 from llmx_sync.local import LlamaServerBinary, LocalServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("readme_runner.py")
 # The environment of a newcomer's shell: nothing that would send the snippets elsewhere.
 CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLMX_MODEL", "LLMX_OSS_BASE_URL", "LLMX_OSS_PORT",
            "LLMX_API_KEY", "LLMX_BASE_URL", "NO_COLOR")
-CONTEXT = 2048
+CONTEXT = 8192
 # llama-server logs this when a request's tool_choice is the forcing object (it then
 # answers as with "auto"): the client must have sent "required" instead.
 OBJECT_IGNORED = "Wrong type supplied for parameter 'tool_choice'"
@@ -135,7 +136,7 @@ def python_session(setup: SetUp, tmp_path_factory: pytest.TempPathFactory) -> Py
         try:
             proc = subprocess.run([sys.executable, str(RUNNER), str(work / "blocks.json"), str(results_path)],
                                   cwd=setup.workdir, env=setup.env, stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, timeout=1500)
+                                  text=True, timeout=3000)
             stderr = proc.stderr
         except subprocess.TimeoutExpired as exc:
             stderr = f"the README's python blocks took over {exc.timeout} s; stderr:\n{exc.stderr!r}"
