@@ -5,6 +5,7 @@ that exist. tests/integration/test_readme.py runs them against real servers."""
 from __future__ import annotations
 
 import ast
+import json
 import shlex
 from pathlib import Path
 
@@ -97,3 +98,14 @@ def test_every_file_a_cli_line_names_exists(line: str, where: int) -> None:
                 assert (ROOT / Path(path)).is_file(), f"README line {where}: {path} does not exist"
     if words[:2] == ["llmx-sync", "batch"]:
         assert (ROOT / words[2]).is_file(), f"README line {where}: {words[2]} does not exist"
+
+
+def test_the_example_tool_is_described_from_its_hints_and_runs() -> None:
+    # What `llmx-sync chat --tool examples/weather.py:get_weather` loads and runs.
+    from llmx_sync.cli import load_python_tool
+
+    weather = load_python_tool(str(ROOT / "examples" / "weather.py") + ":get_weather")
+    assert weather.name == "get_weather" and weather.description == "The weather forecast for a city."
+    assert weather.parameters["required"] == ["city"] and set(weather.parameters["properties"]) == {"city", "days"}
+    assert json.loads(weather.run('{"city": "Paris"}')) == {"city": "Paris", "days": 1, "sky": "sunny",
+                                                          "temperature_c": 21}
