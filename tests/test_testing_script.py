@@ -94,7 +94,9 @@ def test_a_json_answer_is_structured_output() -> None:
         name: str
         population: int
 
-    with ScriptedServer(json_answer({"name": "Paris", "population": 2100000})) as server:
+    # Paced, so that the pieces arrive in batches of their own: the partial value is
+    # parsed at most once per batch.
+    with ScriptedServer(json_answer({"name": "Paris", "population": 2100000}, delay=0.02)) as server:
         stream = client_of(server).stream("Paris?", model="m", response_format=City)
         values = [event.value for event in stream if event.type == "output_json.delta"]
         assert stream.collect().parsed == City("Paris", 2100000)
