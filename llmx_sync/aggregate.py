@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, assert_never, runtime_checkable
 
+from ._pieces import TextPieces
 from .chat.request import build_messages
 from .events import (
     Completed,
@@ -86,24 +87,27 @@ class _Turn:
     __slots__ = ("text", "refusal", "reasoning", "has_message", "has_reasoning")
 
     def __init__(self) -> None:
-        self.text: list[str] = []
-        self.refusal: list[str] = []
-        self.reasoning: list[str] = []
+        self.text = TextPieces()
+        self.refusal = TextPieces()
+        self.reasoning = TextPieces()
         self.has_message = False
         self.has_reasoning = False
 
     def finished(self, item: ResponseItem) -> None:
+        """`item` came whole: its deltas are not needed any more (dropped, not kept beside it)."""
         if isinstance(item, Reasoning):
             self.has_reasoning = True
+            self.reasoning = TextPieces()
         elif isinstance(item, Message) and item.role == "assistant":
             self.has_message = True
+            self.text, self.refusal = TextPieces(), TextPieces()
 
     def unfinished_items(self) -> list[ResponseItem]:
         items: list[ResponseItem] = []
         if self.reasoning and not self.has_reasoning:
-            items.append(Reasoning(content=[ReasoningText("".join(self.reasoning))]))
+            items.append(Reasoning(content=[ReasoningText(self.reasoning.join())]))
         if (self.text or self.refusal) and not self.has_message:
-            items.append(Message(role="assistant", content=answer_content("".join(self.text), "".join(self.refusal))))
+            items.append(Message(role="assistant", content=answer_content(self.text.join(), self.refusal.join())))
         return items
 
 
@@ -221,7 +225,10 @@ class ChatAccumulator:
                 self._turn.reasoning.append(delta)
             case OutputItemDone(item=item):
                 self._turn.finished(item)
-                self._items.append(finished_item(item))
+                # Merged into one text by `snapshot`, not now: the deltas this item is made
+                # of are still alive (in the event), and a merged copy beside them would
+                # double the answer's memory for a consumer that only iterates.
+                self._items.append(item)
             case Completed():
                 self._items.extend(self._turn.unfinished_items())
                 self._turn = _Turn()
@@ -240,7 +247,12 @@ class ChatAccumulator:
 
     def snapshot(self) -> ChatResult:
         """Everything received so far; the item being written is included as far as it got."""
-        items = self._items + self._turn.unfinished_items()
+        kept = self._items
+        for index, item in enumerate(kept):  # merged once, in place (an append meanwhile is safe)
+            merged = finished_item(item)
+            if merged is not item:
+                kept[index] = merged
+        items = kept + self._turn.unfinished_items()
         completed = self._completed
         answers = [item for item in items if isinstance(item, Message) and item.role == "assistant"]
         return ChatResult(

@@ -8,10 +8,12 @@ into events with the wire's parser (a `wire.WireParser`) and puts each read's ev
 into a bounded queue as one batch (a queue operation per event would cost more than
 parsing it). The iterator takes the batches in the caller's thread, yields their
 events one by one and raises the stream's error there, after the events that came
-before it. A consumer slower than the server holds the reader back: the queue holds
-the events of at most `max_buffered_bytes` of body (one batch per read of at most
-`body.READ_SIZE` bytes), then the socket's buffers fill and TCP holds the server back,
-so a paused stream costs a bounded amount of memory whatever the server sends.
+before it. A consumer slower than the server holds the reader back: the queue counts
+each batch as the bytes of body that produced its events (an 8 MB event counts 8 MB,
+whichever read completed it), and the reader reads only while fewer than
+`max_buffered_bytes` are queued; then the socket's buffers fill and TCP holds the
+server back. So a paused stream holds at most `max_buffered_bytes` plus one event (and
+the socket buffers), whatever the event sizes.
 
 Time: each read waits at most `idle_timeout` since the last bytes arrived (SSE
 keep-alive comments count: a server that pings through a long silent phase is
@@ -33,11 +35,12 @@ import queue
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Protocol, Union
 
-from .body import READ_SIZE, BodyReader
+from .body import BodyReader
 from .errors import LlmxError, StreamError, StreamIdleTimeoutError
 from .events import Event
 from .transport import Deadline, ResponseInfo
@@ -70,6 +73,69 @@ _END: Final = _End()
 _Item = Union[list[Event], _End, BaseException]
 
 
+class _Buffer:
+    """The queue between the reader and the iterator, bounded in bytes of body.
+
+    Each item is queued with its size: a batch's is the number of body bytes fed to the
+    parser since the previous batch (what produced its events, however many reads that
+    took), the end marker's or an error's 0. `put` never waits; the reader calls
+    `wait_for_room` before each read instead, so at most `limit` bytes plus the events of
+    one read are queued. One lock and one condition serve both sides: the iterator waits
+    only on an empty queue and the reader only on a full one, never both at once.
+    """
+
+    __slots__ = ("_items", "_bytes", "_limit", "_changed")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[tuple[_Item, int]] = deque()
+        self._bytes = 0
+        self._limit = limit
+        self._changed = threading.Condition(threading.Lock())
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def full(self) -> bool:
+        return self._bytes >= self._limit
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put(self, item: _Item, size: int = 0) -> None:
+        with self._changed:
+            self._items.append((item, size))
+            self._bytes += size
+            self._changed.notify()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Whether there is room, after waiting at most `timeout` for the iterator to take some."""
+        with self._changed:
+            if self._bytes >= self._limit:
+                self._changed.wait(timeout)
+            return self._bytes < self._limit
+
+    def get(self, timeout: float) -> _Item:
+        """The next item, waiting at most `timeout`; `queue.Empty` when none came."""
+        with self._changed:
+            if not self._items:
+                self._changed.wait(timeout)
+                if not self._items:
+                    raise queue.Empty
+            item, size = self._items.popleft()
+            if size:
+                self._bytes -= size
+                self._changed.notify()
+            return item
+
+    def clear(self) -> None:
+        """Drop what is queued (nobody will read it) and wake a reader waiting for room."""
+        with self._changed:
+            self._items.clear()
+            self._bytes = 0
+            self._changed.notify_all()
+
+
 class _Reader:
     """The reader thread's side: body -> parser -> queue.
 
@@ -77,7 +143,7 @@ class _Reader:
     stream can be collected while this thread runs.
     """
 
-    def __init__(self, body: BodyReader, parser: WireParser, events: queue.Queue[_Item],
+    def __init__(self, body: BodyReader, parser: WireParser, events: _Buffer,
                  idle_timeout: float, deadline: Deadline | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._body = body
@@ -96,11 +162,7 @@ class _Reader:
         self._stopping.set()
         if not self._draining:  # a drain ends by itself, and may still save the connection
             self._body.shutdown()
-        try:  # wakes a put() waiting for room; what was queued is not wanted any more
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
+        self._queue.clear()  # wakes a wait for room; what was queued is not wanted any more
 
     def _run(self) -> None:
         try:
@@ -111,16 +173,23 @@ class _Reader:
             self._body.finish()
         # Queued after finish(): when the iterator ends, the connection is back in the
         # pool, so the caller's next request can reuse it.
-        self._put(outcome)
+        if not self._stopping.is_set():
+            self._queue.put(outcome)
 
     def _read_turn(self) -> _End | BaseException:
         """Read, parse and queue events until the turn is over; return what ends the
         stream for the consumer: `_END` or the stream's error."""
-        body, parser, clock, idle = self._body, self._parser, self._clock, self._idle_timeout
+        body, parser, clock, idle, put = self._body, self._parser, self._clock, self._idle_timeout, self._queue.put
         stopping = self._stopping.is_set
         total = self._deadline.at if self._deadline is not None else math.inf
         idle_until = clock() + idle
+        fed = 0  # body bytes fed to the parser since the last batch: what the next batch costs
         while True:
+            if self._queue.full():
+                if not self._wait_for_room():
+                    return _END
+                # Time spent waiting for a slow consumer is not the server's idleness.
+                idle_until = clock() + idle
             remaining = min(idle_until, total) - clock()
             if remaining <= 0:
                 return self._timed_out(total)
@@ -133,11 +202,12 @@ class _Reader:
                 return exc
             if stopping():
                 return _END  # (not queued: nobody is reading)
+            fed += len(data)
             events = parser.feed(data) if data else parser.finish()
-            if events and not self._put(events):
-                return _END
-            # Any bytes are a sign of life (keep-alive comments too). Restarted after the
-            # put: time spent waiting for a slow consumer is not the server's idleness.
+            if events:
+                put(events, fed)
+                fed = 0
+            # Any bytes are a sign of life (keep-alive comments too).
             idle_until = clock() + idle
             if parser.done:
                 if data:
@@ -166,15 +236,13 @@ class _Reader:
             except (TimeoutError, StreamError):
                 return
 
-    def _put(self, item: _Item) -> bool:
-        """Queue `item`, waiting while the queue is full (backpressure); False when stopped."""
-        put, stopping = self._queue.put, self._stopping.is_set
+    def _wait_for_room(self) -> bool:
+        """Wait until the iterator has taken enough for the queue to have room
+        (backpressure), in slices; False when stopped."""
+        wait, stopping = self._queue.wait_for_room, self._stopping.is_set
         while not stopping():
-            try:
-                put(item, timeout=_WAIT_SLICE)
+            if wait(_WAIT_SLICE):
                 return True
-            except queue.Full:
-                continue
         return False
 
 
@@ -203,7 +271,7 @@ class EventStream:
                  deadline: Deadline | None = None, max_buffered_bytes: int = DEFAULT_BUFFERED_BYTES,
                  on_batch: Callable[[list[Event]], list[Event]] | None = None) -> None:
         self.response = info
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=max(1, -(-max_buffered_bytes // READ_SIZE)))
+        self._queue = _Buffer(max_buffered_bytes)
         try:
             self._reader = _Reader(body, parser, self._queue, idle_timeout, deadline)
         except BaseException:
