@@ -16,7 +16,9 @@ it, so the model would never see what it did wrong) and an output quoting the te
 
 Stopping: `close()`, ``break`` then garbage collection, Ctrl-C while waiting, or the
 client closing end the run within a second and no further turn starts. A tool that
-is running is left to finish in its thread; its result is dropped.
+is running is left to finish in its thread; its result is dropped. A run closed by
+another thread than the one iterating it (`client.close()` at shutdown) before it ended
+raises `StreamError` there, as a stream does: a cut run never looks finished.
 
 Order: a turn's events, then its tools' `ToolResult` events, then the next turn's.
 The work is done when the consumer asks for the next event: the tools start when the
@@ -60,6 +62,7 @@ __all__ = ["RunStream", "run_tool_call"]
 
 # Waits are cut into slices this long so that close() and Ctrl-C are noticed.
 _WAIT_SLICE: Final = 0.1
+RUN_CLOSED_MESSAGE: Final = "the run was closed before it ended"
 
 
 def run_tool_call(call: FunctionCall, tools: dict[str, PythonTool]) -> tuple[FunctionCall, ToolResult]:
@@ -150,8 +153,11 @@ class _State:
         self.stream: ResponseStream | None = None
         self.closed = threading.Event()
         self.trace = trace
+        self.closed_by: threading.Thread | None = None
 
     def close(self) -> None:
+        if not self.closed.is_set():
+            self.closed_by = threading.current_thread()
         self.closed.set()
         self.trace.end(kind="cancelled")  # (nothing if the run had ended)
         stream = self.stream
@@ -214,9 +220,14 @@ class RunStream:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                # Closed: nothing more, not even what is already here (as for a stream).
+                # Closed: nothing more, not even what is already here (as for a stream);
+                # closed by another thread before the consumer had it all, an error.
                 if self._state.closed.is_set():
-                    self._finished = True
+                    cut = not self._finished or self._pending or self._error is not None
+                    self._finished, self._error = True, None
+                    self._pending.clear()
+                    if cut and self._state.closed_by is not threading.current_thread():
+                        raise StreamError(RUN_CLOSED_MESSAGE)
                     raise StopIteration
                 if self._pending:
                     return self._pending.popleft()
@@ -322,8 +333,9 @@ class RunStream:
             return
         self.turn += 1
         stream = self._start_turn(list(self.history))
-        if stream is None:  # the client was closed: no further turn
+        if stream is None:  # the client was closed: no further turn, and the run did not end
             self._finished = True
+            self._error = StreamError(RUN_CLOSED_MESSAGE)
             return
         state.stream = stream
         self._turn_recorded = False
@@ -355,7 +367,7 @@ class RunStream:
                 pass
         stream = self._state.stream
         if not self._answered or stream is None:
-            raise StreamError("the run was closed before it ended")
+            raise StreamError(RUN_CLOSED_MESSAGE)
         return dataclasses.replace(stream.collect(), history=list(self.history),
                                    new_items=self.history[self._input_length:])
 

@@ -48,7 +48,10 @@ from .transport import Deadline, ResponseInfo
 if TYPE_CHECKING:  # the protocol only: importing wire at run time would pull in every wire
     from .wire import WireParser
 
-__all__ = ["DEFAULT_BUFFERED_BYTES", "EventStream", "StreamLike"]
+__all__ = ["CLOSED_MESSAGE", "DEFAULT_BUFFERED_BYTES", "EventStream", "StreamLike"]
+
+#: What a stream closed before its answer was complete says (`StreamError`).
+CLOSED_MESSAGE: Final = "the stream was closed before the answer was complete"
 
 #: How much of the body a stream holds when its consumer does not keep up.
 DEFAULT_BUFFERED_BYTES: Final = 1 << 20
@@ -262,8 +265,11 @@ class EventStream:
     Use it as a context manager, or call `close()`, to stop early; a stream dropped
     half-read (``break``) is closed when garbage collected. Errors (`StreamError`,
     `StreamIdleTimeoutError`, `InStreamError`) are raised by the iterator after the
-    events that came before them, and kept in `error`. Iterating a closed stream ends
-    at once. `on_batch` (called in the caller's thread) sees every batch of events as
+    events that came before them, and kept in `error`. A stream its consumer closed
+    (the thread that closed it is the one iterating) ends at once; one closed by
+    another thread (`client.close()` at shutdown, a watchdog) before its answer was
+    complete raises `StreamError` (`CLOSED_MESSAGE`), so a cut answer never looks
+    whole. `on_batch` (called in the caller's thread) sees every batch of events as
     the iterator takes it from the queue, whatever reads them, and may add to it.
     """
 
@@ -280,6 +286,7 @@ class EventStream:
         self._on_batch = on_batch
         self._batch: Iterator[Event] = iter(())
         self._finished = False
+        self._closed_by: threading.Thread | None = None  # who closed it before it finished
         self.completed = False  # the answer arrived whole
         self.error: BaseException | None = None  # what ended it, when it failed
         # Holds the reader, not self: the stream stays collectable.
@@ -311,9 +318,11 @@ class EventStream:
 
     def _next_batch(self, deadline: float | None) -> Event:
         if self._finished:
+            self._raise_if_cut()
             raise StopIteration
         item = self._wait(deadline)
         if item is None:  # closed by another thread
+            self._raise_if_cut()
             raise StopIteration
         if type(item) is list:
             if self._on_batch is not None:
@@ -326,6 +335,15 @@ class EventStream:
             raise item
         self.completed = True
         raise StopIteration
+
+    def _raise_if_cut(self) -> None:
+        """`StreamError` (once) when the stream was closed before its end by a thread
+        other than the one iterating: the consumer did not choose to stop there."""
+        closer = self._closed_by
+        if (closer is not None and closer is not threading.current_thread() and self.error is None
+                and not self.completed):
+            self.error = StreamError(CLOSED_MESSAGE)
+            raise self.error
 
     def _wait(self, deadline: float | None) -> _Item | None:
         """The next queued item, or None once `close()` was called from another thread;
@@ -356,7 +374,11 @@ class EventStream:
 
     def close(self) -> None:
         """Stop reading and release the connection. Idempotent, from any thread; waits
-        (at most a second) for the reader thread to end."""
+        (at most a second) for the reader thread to end. Closed from a thread other than
+        the one iterating, before the answer was complete, the iterator raises
+        `StreamError` (see the class)."""
+        if not self._finished and self._closed_by is None:
+            self._closed_by = threading.current_thread()
         self._finished = True
         self._batch = iter(())
         self._finalizer()  # stops the reader, once

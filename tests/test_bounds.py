@@ -18,15 +18,22 @@ client alone, its peak RSS reset once the client is warm.
 
 from __future__ import annotations
 
+import json
 import select
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from llm_server import LLMServer, Reply, chat_chunk, sse_event, text_stream_body
+from llm_server import LLMServer, Reply, Stall, chat_chunk, sse_event, text_stream_body
 from sockets import wait_for
-from streaming_support import RELEASE_TIMEOUT, reader_threads
-from test_production import finish_client, start_client
+from streaming_support import RELEASE_TIMEOUT, reader_threads, released
+from test_production import browser_body, finish_client, start_client
+
+from llmx_sync.client import Client
+from llmx_sync.errors import StreamError
+from llmx_sync.events import OutputTextDelta
+from llmx_sync.response import ResponseStream
 
 MiB = 1 << 20
 MB = 10**6
@@ -90,3 +97,77 @@ def test_a_consumer_that_only_iterates_keeps_the_answer_once(llm_server: LLMServ
     assert (report["chars"], report["completed"]) == (size, True)
     limit = 1.3 if delta_chars > 8 else 2.5
     assert report["growth"] < limit * size, report
+
+
+# --- 4. a stream closed under its consumer ----------------------------------------------------
+
+
+def two_deltas_then_nothing() -> Reply:
+    return Reply(body=[sse_event(chat_chunk("Hel", role="assistant")), sse_event(chat_chunk("lo")), Stall()])
+
+
+VIEWS: dict[str, Callable[[ResponseStream], object]] = {
+    "for loop": lambda stream: [event for event in stream],
+    "next_event": lambda stream: [stream.next_event(timeout=30) for _ in range(100)],
+    "text_stream": lambda stream: "".join(stream.text_stream),
+    "aggregate": lambda stream: list(stream.aggregate()),
+    "collect": lambda stream: stream.collect(),
+}
+CLOSERS: dict[str, Callable[[Client, ResponseStream], None]] = {
+    "client.close()": lambda client, stream: client.close(),
+    "stream.close()": lambda client, stream: stream.close(),
+}
+
+
+@pytest.mark.usefixtures("body_reader")
+@pytest.mark.parametrize("closer", list(CLOSERS))
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_a_stream_closed_by_another_thread_is_an_error_in_every_view(llm_server: LLMServer, view: str,
+                                                                     closer: str) -> None:
+    llm_server.enqueue(two_deltas_then_nothing())
+    with Client(base_url=llm_server.url) as client:
+        stream = client.stream("hi", model="m")
+        threading.Timer(0.3, CLOSERS[closer], (client, stream)).start()
+        started = time.monotonic()
+        with pytest.raises(StreamError, match="closed before the answer was complete"):
+            VIEWS[view](stream)
+        assert time.monotonic() - started < 0.3 + RELEASE_TIMEOUT
+        assert isinstance(stream.error, StreamError) and not stream.completed
+        assert stream.snapshot().text == "Hello"  # what came is still there
+    assert released(llm_server)
+
+
+@pytest.mark.usefixtures("body_reader")
+def test_the_consumer_closing_its_own_stream_is_not_an_error(llm_server: LLMServer) -> None:
+    llm_server.enqueue(two_deltas_then_nothing(), two_deltas_then_nothing())
+    with Client(base_url=llm_server.url) as client:
+        with client.stream("hi", model="m") as stream:  # leaving the block is the consumer's choice
+            for event in stream:
+                if isinstance(event, OutputTextDelta):
+                    break
+        assert list(stream) == [] and stream.error is None
+        other = client.stream("hi", model="m")
+        seen = []
+        for event in other:
+            seen.append(event)
+            if len(seen) == 2:
+                other.close()  # closed in its own loop: the loop ends
+        assert len(seen) == 2 and other.error is None
+        with pytest.raises(StreamError, match="closed before the answer was complete"):
+            other.collect()  # but the answer is not whole
+    assert released(llm_server)
+
+
+@pytest.mark.usefixtures("body_reader")
+def test_the_browser_gets_an_error_not_done_when_the_client_closes(llm_server: LLMServer) -> None:
+    llm_server.enqueue(two_deltas_then_nothing())
+    client = Client(base_url=llm_server.url)
+    stream = client.stream("hi", model="m")
+    threading.Timer(0.3, client.close).start()  # the app shutting down
+    frames = browser_body(stream).split("\n\n")
+    assert [frame.split("\n")[0] for frame in frames[:-1]] == [
+        "event: output_item.added", "event: output_text.delta", "event: output_text.delta", "event: error"]
+    error = json.loads(frames[-2].split("data: ", 1)[1])
+    assert error["type"] == "StreamError" and "closed before the answer was complete" in error["message"]
+    assert "[DONE]" not in "".join(frames)
+    assert released(llm_server)

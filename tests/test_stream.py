@@ -324,10 +324,13 @@ def test_close_from_another_thread_while_the_consumer_waits(llm_server: LLMServe
     stream = client.stream("hi", model="m")
     threading.Timer(0.2, stream.close).start()
     started = time.monotonic()
-    events = list(stream)  # ends when closed
+    events: list[Event] = []
+    with pytest.raises(StreamError, match="closed before the answer was complete"):  # cut, not ended
+        events.extend(stream)
     assert time.monotonic() - started < 0.2 + RELEASE_TIMEOUT
     assert [e.type for e in events] == ["output_item.added", "output_text.delta"]
     assert released(llm_server)
+    assert list(stream) == []  # raised once, as any stream error
 
 
 def test_close_while_the_reader_waits_on_a_full_queue(llm_server: LLMServer) -> None:
