@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import json
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from llm_server import LLMServer, Reply, Stall, chat_chunk, sse_event, text_stream_body
+from llm_server import LLMServer, Reply, Stall, chat_chunk, error_reply, sse_event, text_stream_body
 from sockets import wait_for
 from streaming_support import RELEASE_TIMEOUT, reader_threads, released
-from test_production import browser_body, finish_client, start_client
+from test_production import LATE, browser_body, finish_client, start_client
 
 from llmx_sync.client import Client
-from llmx_sync.errors import StreamError
+from llmx_sync.errors import BadRequestError, DeadlineExceededError, StreamError
 from llmx_sync.events import OutputTextDelta
 from llmx_sync.response import ResponseStream
 
@@ -171,3 +172,108 @@ def test_the_browser_gets_an_error_not_done_when_the_client_closes(llm_server: L
     assert error["type"] == "StreamError" and "closed before the answer was complete" in error["message"]
     assert "[DONE]" not in "".join(frames)
     assert released(llm_server)
+
+
+# --- 3. the deadline covers the headers -------------------------------------------------------
+
+
+class FaultServer:
+    """A bare TCP server on 127.0.0.1 that runs `handle(connection)` for each connection
+    in a thread of its own: for answers no HTTP server library would write."""
+
+    def __init__(self, handle: Callable[[socket.socket], None]) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._handle = handle
+        self._stop = threading.Event()
+        self.accepted_at: list[float] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.accepted_at.append(time.monotonic())
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                self._handle(connection)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+def read_request(connection: socket.socket) -> bytes:
+    """The request's head and its Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head
+
+
+def trickle(connection: socket.socket, data: bytes, per_second: float) -> None:
+    for byte in data:
+        connection.sendall(bytes([byte]))
+        time.sleep(1 / per_second)
+
+
+ANSWER = b"".join(text_stream_body(["ok"]))
+TRICKLES: dict[str, Callable[[socket.socket], None]] = {
+    # the status line and headers at 4 bytes/s: 20 s of them
+    "headers": lambda conn: (read_request(conn), trickle(
+        conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Padding: " + b"p" * 40 + b"\r\n\r\n", 4)),
+    # a 500 whose body comes at 4 bytes/s
+    "error body": lambda conn: (read_request(conn), conn.sendall(
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"),
+        trickle(conn, b'{"error": {"message": "' + b"e" * 70 + b'"}}', 4)),
+    # never reads the request: the client's write blocks once the socket buffers are full
+    "request unread": lambda conn: time.sleep(30),
+}
+
+
+@pytest.mark.parametrize("case", list(TRICKLES))
+def test_the_deadline_covers_a_trickle_before_the_body(case: str) -> None:
+    server = FaultServer(TRICKLES[case])
+    prompt = "x" * (32 * MiB if case == "request unread" else 10)  # more than the socket buffers hold
+    try:
+        with Client(base_url=server.url, timeout=3) as client:
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceededError, match="timeout of 3 s passed"):
+                client.stream(prompt, model="m", request_max_retries=0)
+            ended = time.monotonic()
+    finally:
+        server.close()
+    # The deadline starts once the body is built (32 MiB of JSON take a while), before
+    # the connection is made.
+    assert ended - started >= 3 - 0.02
+    assert ended - server.accepted_at[0] <= 3 + LATE, ended - server.accepted_at[0]
+    assert len(server.accepted_at) == 1
+
+
+def test_one_watchdog_thread_and_pooled_sockets_are_never_shut_down(llm_server: LLMServer) -> None:
+    # Requests with deadlines that end well before them, a 400 among them (its body read
+    # whole, so its connection goes back to the pool too): once their deadlines have
+    # passed, the one pooled connection still carries the next request.
+    llm_server.enqueue(*[Reply(body=text_stream_body(["ok"]))] * 20, error_reply(400, "bad"),
+                       Reply(body=text_stream_body(["after"])))
+    with Client(base_url=llm_server.url, timeout=0.3) as client:
+        for _ in range(20):
+            assert client.stream("hi", model="m").collect().text == "ok"
+        with pytest.raises(BadRequestError):
+            client.stream("hi", model="m")
+        time.sleep(0.5)  # every deadline has passed
+        assert client.stream("hi", model="m", timeout=5).collect().text == "after"
+    assert llm_server.connections_accepted == 1
+    assert len([t for t in threading.enumerate() if t.name == "llmx_sync-deadline"]) == 1
