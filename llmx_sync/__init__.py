@@ -60,7 +60,7 @@ from .events import (
     ToolResult,
     event_to_dict,
 )
-from .functions import PythonTool, ToolArgumentsError, tool
+from .functions import PythonTool, ToolArgumentsError, ToolResultError, tool
 from .messages import items_from_messages
 from .models import (
     ContentItem,
@@ -149,7 +149,8 @@ __all__ = [
     "RateLimitError", "RateLimitSnapshot", "RateLimitWindow", "RateLimits", "Reasoning", "ReasoningContentDelta",
     "ReasoningContentText", "ReasoningSummaryDelta", "ReasoningSummaryPartAdded", "ReasoningText", "RequestOptions",
     "RequestTooLargeError", "ResponseInfo", "ResponseItem", "ResponseStream", "RetryLimitReachedError", "RunStream",
-    "SchemaProblem", "StreamError", "StreamIdleTimeoutError", "SummaryText", "TokenUsage", "ToolArgumentsError", "ToolResult",
+    "SchemaProblem", "StreamError", "StreamIdleTimeoutError", "SummaryText", "TokenUsage", "ToolArgumentsError",
+    "ToolResult", "ToolResultError",
     "ToolSpec", "UnexpectedStatusError", "UnprocessableEntityError", "UnsupportedOperationError", "WebSearchCall",
     "WebSearchSearchAction", "WebSearchTool", "__version__", "aggregate", "build_chat_request", "collect",
     "event_to_dict", "item_from_dict", "items_from_dicts", "items_from_messages", "merge_options", "parse_chat_sse",

@@ -31,7 +31,7 @@ from .prompt import Prompt
 from .providers import Provider, default_provider
 from .response import ResponseStream, StructuredOutput
 from .runner import RunStream
-from .settings import RequestOptions, merge_options, options_from
+from .settings import SECONDS, RequestOptions, merge_options, options_from
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import DEFAULT_BUFFERED_BYTES
 from .structured import requested_output
@@ -213,7 +213,8 @@ class Client:
         return self._chain(base, settings, settings, [], max_turns=1, parallel=False,
                            max_output_retries=max_output_retries, run_tools=False)
 
-    def _stream(self, prompt: Prompt, settings: RequestOptions) -> ResponseStream:
+    def _stream(self, prompt: Prompt, settings: RequestOptions, deadline: Deadline | None = None) -> ResponseStream:
+        """Send the request; `deadline` (a run's) replaces the one `settings.timeout` starts."""
         provider = self.provider
         wire = WIRES[provider.connection.wire_api]
         body = compact_json(wire.build_request(prompt, settings, provider.quirks)).encode()
@@ -223,7 +224,8 @@ class Client:
             raise InvalidInputError("base_url", "has a user name and password, and the provider has an API key: "
                                     "requests would send the password in place of the key; keep one of them")
         output = self._structured_output(prompt, settings)
-        deadline = Deadline(settings.timeout) if settings.timeout is not None else None
+        if deadline is None and settings.timeout is not None:
+            deadline = Deadline(settings.timeout)
         credential_sent = any(_CREDENTIAL_HEADER.search(name) for name in headers)
         trace = request_trace(provider, settings, prompt)
         response = trace.call(
@@ -259,16 +261,20 @@ class Client:
 
     def run(self, prompt: PromptLike, *, tools: Sequence[Callable[..., Any] | PythonTool] = (),
             max_turns: int = 10, parallel: bool = True, max_output_retries: int = 0,
+            tool_timeout: float | None = None,
             options: RequestOptions | None = None, **overrides: Any) -> RunStream:
         """Run a tool-using conversation: call the model, run the Python functions it
         calls, send their results, call it again, until an answer has no tool calls
         (see `runner.RunStream`). `tools` are functions (made into tools with
-        `llmx_sync.tool`) or tools already made with it; the prompt's own tools are
-        offered too. At most `max_turns` model calls (`MaxTurnsExceededError`, with the
-        history, when the model still wants tools); `parallel` runs the calls of one turn
-        at once. `max_output_retries` re-asks for a structured answer that does not fit,
-        as in `stream` (those calls do not count against `max_turns`). Settings as in
-        `stream`; they are checked, and the first request sent, before this returns.
+        `llmx_sync.tool`, ``async def`` ones too) or tools already made with it; the
+        prompt's own tools are offered too. At most `max_turns` model calls
+        (`MaxTurnsExceededError`, with the history, when the model still wants tools);
+        `parallel` runs the calls of one turn at once; a call still running after
+        `tool_timeout` seconds becomes an error output for the model (None: no limit).
+        `max_output_retries` re-asks for a structured answer that does not fit, as in
+        `stream` (those calls do not count against `max_turns`). Settings as in `stream`;
+        a `timeout` bounds the whole run (every turn and the tools). They are checked,
+        and the first request sent, before this returns.
         """
         if self._closed.is_set():
             raise RuntimeError("the client is closed")
@@ -276,6 +282,8 @@ class Client:
             raise InvalidInputError("max_turns", f"expected a positive integer, got {max_turns!r}")
         if not isinstance(parallel, bool):
             raise InvalidInputError("parallel", f"expected True or False, got {parallel!r}")
+        if tool_timeout is not None:
+            SECONDS("tool_timeout", tool_timeout)
         base = as_prompt(prompt)
         python_tools = _python_tools(tools)
         names = [spec.name for spec in base.tools if isinstance(spec, FunctionTool)]
@@ -288,11 +296,11 @@ class Client:
         # a tool until max_turns. The later turns leave it to the model.
         later_turns = merge_options(first_turn, RequestOptions(tool_choice=None))
         return self._chain(base, first_turn, later_turns, python_tools, max_turns=max_turns, parallel=parallel,
-                           max_output_retries=max_output_retries, run_tools=True)
+                           max_output_retries=max_output_retries, run_tools=True, tool_timeout=tool_timeout)
 
     def _chain(self, base: Prompt, first_turn: RequestOptions, later_turns: RequestOptions,
                python_tools: list[PythonTool], *, max_turns: int, parallel: bool, max_output_retries: int,
-               run_tools: bool) -> RunStream:
+               run_tools: bool, tool_timeout: float | None = None) -> RunStream:
         """The `RunStream` of `base`: its first request is sent with `first_turn`'s
         settings, the later ones (after tools, or re-asking) with `later_turns`'."""
         if isinstance(max_output_retries, bool) or not isinstance(max_output_retries, int) or max_output_retries < 0:
@@ -303,20 +311,22 @@ class Client:
                                     "against: give response_format too")
         turn_tools = [*base.tools, *python_tools]
         turns = itertools.count()
+        deadline = Deadline(first_turn.timeout) if first_turn.timeout is not None else None
 
         trace = run_trace(self.provider, first_turn)
 
         def start_turn(history: list[ResponseItem]) -> ResponseStream | None:
             if self._closed.is_set():
-                return None  # the run ends quietly, as its stream would
+                return None  # the run ends with an error: it did not end
             prompt = Prompt(input=history, tools=turn_tools, instructions=base.instructions,
                             output_schema=base.output_schema)
             with trace.current():  # the request's span is the run's child
-                return self._stream(prompt, first_turn if next(turns) == 0 else later_turns)
+                return self._stream(prompt, first_turn if next(turns) == 0 else later_turns, deadline)
 
         try:
             run = RunStream(base.input, start_turn, python_tools, max_turns=max_turns, parallel=parallel,
-                            max_output_retries=max_output_retries, run_tools=run_tools, trace=trace)
+                            max_output_retries=max_output_retries, run_tools=run_tools, trace=trace,
+                            tool_timeout=tool_timeout, deadline=deadline)
         except BaseException as exc:  # the first request failed
             trace.end(exc)
             raise

@@ -10,7 +10,9 @@ message is written for the model.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import datetime
 import enum
 import inspect
 import json
@@ -40,6 +42,17 @@ if TYPE_CHECKING:
 # What OpenAI accepts as a function name; other servers are at least as lenient.
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _PREVIEW_CHARS = 200
+
+
+class ToolResultError(LlmxError, TypeError):
+    """What a tool returned cannot be sent to the model; the message names its type.
+
+    `value` is what the function returned.
+    """
+
+    def __init__(self, value: object, problem: str) -> None:
+        self.value = value
+        super().__init__(problem)
 
 
 class ToolArgumentsError(LlmxError, ValueError):
@@ -87,12 +100,18 @@ class PythonTool(FunctionTool):
             raise ToolArgumentsError(arguments, _argument_problem(exc)) from None
 
     def run(self, arguments: str) -> str:
-        """Parse `arguments`, call the function and return its output as text.
+        """Parse `arguments`, call the function and return its output as text. An
+        ``async def`` function is run to its end with `asyncio.run`, in this thread
+        (which must have no event loop running: the tool loop's threads have none).
 
-        Raises `ToolArgumentsError` for bad arguments; the function's own exceptions
+        Raises `ToolArgumentsError` for bad arguments and `ToolResultError` for a
+        result that is not data (see `tool_output_text`); the function's own exceptions
         propagate unchanged.
         """
-        return tool_output_text(self.function(**self.parse_arguments(arguments)))
+        result = self.function(**self.parse_arguments(arguments))
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return tool_output_text(result)
 
 
 def _preview(text: str) -> str:
@@ -122,8 +141,15 @@ def _argument_problem(exc: SchemaMismatch) -> str:
 # --- output -----------------------------------------------------------------------
 
 
+_RESULT_TYPES = ("a str, a number, a bool, None, a list or dict of those, a dataclass, a TypedDict "
+                 "or a pydantic model")
+
+
 def _json_default(value: Any) -> Any:
-    """What `json.dumps` writes for values it does not know."""
+    """What `json.dumps` writes for the values it does not know: dataclasses and pydantic
+    models as objects, Enum members as their values, sets as lists, dates and times in ISO
+    8601. Anything else is refused: its ``str()`` would be a repr (a generator, an
+    object), which tells the model nothing."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if is_pydantic_model(type(value)):
@@ -132,21 +158,38 @@ def _json_default(value: Any) -> Any:
         return value.value
     if isinstance(value, (set, frozenset)):
         return list(value)
-    return str(value)  # dates, paths, ...: their text is what a model can read
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    raise ToolResultError(value, f"{_a(value)} cannot be sent to the model")
+
+
+def _a(value: Any) -> str:
+    name = type(value).__qualname__
+    return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
 
 
 def tool_output_text(value: Any) -> str:
     """A function's return value as the text sent to the model.
 
     A string as is, None as ``""``, anything else as compact JSON (dataclasses and
-    pydantic models as objects, Enum members as their values, unknown objects as
-    ``str(value)``), non-ASCII kept.
+    pydantic models as objects, Enum members as their values, sets as lists, dates and
+    times in ISO 8601), non-ASCII kept. Raises `ToolResultError` naming the type of
+    anything else (a generator, an object, a coroutine, a float that is not finite, a
+    key that is not text, nesting past the recursion limit): its repr is not an answer.
     """
     if isinstance(value, str):
         return value
     if value is None:
         return ""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default,
+                          allow_nan=False)
+    except ToolResultError as exc:
+        where = "" if exc.value is value else f", holding {_a(exc.value)}"
+        problem = f"the tool returned {_a(value)}{where}, which is not data the model can read"
+    except (TypeError, ValueError, RecursionError) as exc:  # a bad key, NaN, a cycle, nesting
+        problem = f"the tool returned {_a(value)} that is not JSON data ({exc})"
+    raise ToolResultError(value, f"{problem}; return {_RESULT_TYPES}")
 
 
 # --- building a tool -----------------------------------------------------------------

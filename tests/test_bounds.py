@@ -18,22 +18,36 @@ client alone, its peak RSS reset once the client is warm.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from llm_server import LLMServer, Reply, Stall, chat_chunk, error_reply, sse_event, text_stream_body
 from sockets import wait_for
 from streaming_support import RELEASE_TIMEOUT, reader_threads, released
 from test_production import LATE, browser_body, finish_client, start_client
+from test_runner import (
+    PATIENCE,
+    Gate,
+    answer_reply,
+    calls_reply,
+    get_weather,
+    of_type,
+    paris,
+    read,
+    tool_messages,
+)
 
 from llmx_sync.client import Client
 from llmx_sync.errors import BadRequestError, DeadlineExceededError, StreamError
-from llmx_sync.events import OutputTextDelta
+from llmx_sync.events import Completed, Event, OutputTextDelta, ToolResult
+from llmx_sync.functions import tool
 from llmx_sync.response import ResponseStream
 
 MiB = 1 << 20
@@ -277,3 +291,109 @@ def test_one_watchdog_thread_and_pooled_sockets_are_never_shut_down(llm_server: 
         assert client.stream("hi", model="m", timeout=5).collect().text == "after"
     assert llm_server.connections_accepted == 1
     assert len([t for t in threading.enumerate() if t.name == "llmx_sync-deadline"]) == 1
+
+
+# --- 5. tools are bounded, awaited and checked -------------------------------------------------
+
+
+@pytest.fixture(name="gate")
+def a_gate_opened_at_teardown() -> Iterator[Gate]:
+    """A tool that blocks until the test ends (the threads it abandoned end then)."""
+    gate = Gate()
+    yield gate
+    gate.opened.set()
+
+
+def test_a_tool_past_tool_timeout_is_an_error_output_and_the_run_goes_on(
+        llm_server: LLMServer, gate: Gate, caplog: pytest.LogCaptureFixture) -> None:
+    llm_server.enqueue(calls_reply(("c1", "wait_here", '{"city": "Paris"}'), paris("c2")), answer_reply())
+    with Client(base_url=llm_server.url) as client, caplog.at_level("WARNING", logger="llmx_sync"):
+        started = time.monotonic()
+        run = client.run("Weather?", model="m", tools=[tool(gate.wait_here), get_weather], tool_timeout=0.5)
+        events = read(run)
+        elapsed = time.monotonic() - started
+    late, weather = of_type(events, ToolResult)
+    assert late.output == late.error == "error: the tool 'wait_here' timed out after 0.5 s (it did not return in time)"
+    assert weather.output == "sunny in Paris for 1 day(s)" and weather.error is None
+    assert tool_messages(llm_server, 1) == [late.output, weather.output]  # the model is told
+    assert of_type(events, Completed)[-1].turn == 2  # and the run went on
+    assert 0.5 <= elapsed < 0.5 + 1.0
+    # Abandoned, not stopped (Python cannot), and said so.
+    assert gate.entered.is_set() and not gate.returned.is_set()
+    (record,) = [r for r in caplog.records if "timed out" in r.getMessage()]
+    assert "left running" in record.getMessage() and "abandoned tool thread" in record.getMessage()
+
+
+def test_parallel_false_goes_on_past_a_tool_that_timed_out(llm_server: LLMServer, gate: Gate) -> None:
+    llm_server.enqueue(calls_reply(("c1", "wait_here", '{"city": "Paris"}'), paris("c2")), answer_reply())
+    with Client(base_url=llm_server.url) as client:
+        run = client.run("Weather?", model="m", tools=[tool(gate.wait_here), get_weather], parallel=False,
+                         tool_timeout=0.3)
+        late, weather = of_type(read(run), ToolResult)
+    assert "timed out after 0.3 s" in late.output
+    assert weather.output == "sunny in Paris for 1 day(s)"
+
+
+def test_the_runs_timeout_covers_its_tools(llm_server: LLMServer, gate: Gate) -> None:
+    # `timeout=` bounds the whole run: a tool that hangs used to keep it blocked for ever.
+    llm_server.enqueue(calls_reply(("c1", "wait_here", '{"city": "Paris"}')), answer_reply())
+    events: list[Event] = []
+    with Client(base_url=llm_server.url) as client:
+        started = time.monotonic()
+        run = client.run("Weather?", model="m", tools=[tool(gate.wait_here)], timeout=1.5)
+        with pytest.raises(DeadlineExceededError, match="timeout of 1.5 s passed"):
+            while True:
+                events.append(run.next_event(timeout=PATIENCE))
+        elapsed = time.monotonic() - started
+    assert 1.5 - 0.02 <= elapsed <= 1.5 + LATE, elapsed
+    (late,) = of_type(events, ToolResult)  # the tool's result first, then the run's end
+    assert "timed out after" in late.output
+    assert len(llm_server.requests) == 1  # no turn after the deadline
+
+
+async def fetch_weather(city: str) -> dict[str, str]:
+    """The weather, from a service that wants to be awaited.
+
+    Args:
+        city: The city.
+    """
+    await asyncio.sleep(0.01)
+    return {"city": city, "sky": "sunny"}
+
+
+def gives_a_generator(city: str) -> Iterator[str]:
+    """Yields instead of returning.
+
+    Args:
+        city: The city.
+    """
+    yield city
+
+
+def gives_an_object(city: str) -> object:
+    """Returns something that is not data.
+
+    Args:
+        city: The city.
+    """
+    return object()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # "coroutine ... was never awaited"
+@pytest.mark.parametrize(("function", "output"), [
+    (fetch_weather, '{"city":"Paris","sky":"sunny"}'),
+    (gives_a_generator, "error: the tool returned a generator, which is not data the model can read; return a "
+                        "str, a number, a bool, None, a list or dict of those, a dataclass, a TypedDict or a "
+                        "pydantic model"),
+    (gives_an_object, "error: the tool returned an object, which is not data the model can read; return a "
+                      "str, a number, a bool, None, a list or dict of those, a dataclass, a TypedDict or a "
+                      "pydantic model"),
+])
+def test_async_tools_are_awaited_and_results_that_are_not_data_are_errors(
+        llm_server: LLMServer, function: Callable[..., Any], output: str) -> None:
+    llm_server.enqueue(calls_reply(("c1", function.__name__, '{"city": "Paris"}')), answer_reply())
+    with Client(base_url=llm_server.url) as client:
+        (result,) = of_type(read(client.run("Weather?", model="m", tools=[function])), ToolResult)
+    assert result.output == output
+    assert (result.error is None) == output.startswith("{")
+    assert tool_messages(llm_server, 1) == [output]
