@@ -16,6 +16,7 @@ from .concurrency import AdaptiveConcurrency, FixedConcurrency
 from .errors import (
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConfigError,
     ConflictError,
     ConnectionFailedError,
@@ -137,7 +138,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveConcurrency", "AuthenticationError", "BUILTIN_PROVIDERS", "BadRequestError", "BatchItem", "BatchPrompt",
-    "BatchRun", "BatchSummary", "FixedConcurrency", "ChatAccumulator", "ChatResult", "Client",
+    "BatchRun", "BatchSummary", "FixedConcurrency", "ChatAccumulator", "ChatResult", "Client", "ClientClosedError",
     "Completed", "ConfigError", "ConfigFile", "ConflictError", "Connection", "ConnectionFailedError", "ContentItem",
     "Created", "CustomToolCall", "CustomToolCallOutput", "DeadlineExceededError", "EnvVarError", "Event",
     "FreeformTool", "FreeformToolFormat", "FunctionCall", "FunctionCallArgumentsDelta", "FunctionCallOutput",

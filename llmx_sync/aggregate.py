@@ -14,12 +14,13 @@ whole stream into a `ChatResult` with it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, assert_never, runtime_checkable
 
 from ._pieces import TextPieces
 from .chat.request import build_messages
+from .errors import InvalidInputError
 from .events import (
     Completed,
     Created,
@@ -156,8 +157,14 @@ def aggregate(events: Iterable[Event], mode: str = "aggregated") -> Iterator[Eve
     Errors raised by `events` propagate unchanged.
     """
     if mode not in AGGREGATE_MODES:
-        raise ValueError(f"mode must be {' or '.join(map(repr, AGGREGATE_MODES))}, not {mode!r}")
+        raise InvalidInputError("mode", f"expected {' or '.join(map(repr, AGGREGATE_MODES))}, got {mode!r}")
+    _check_events(events)
     return _aggregate(events, streaming=mode == "streaming")
+
+
+def _check_events(events: object) -> None:
+    if not isinstance(events, Iterable) or isinstance(events, (str, bytes, Mapping)):
+        raise InvalidInputError("events", f"expected an iterable of events (a stream), got {type(events).__name__}")
 
 
 @dataclass
@@ -287,6 +294,7 @@ def collect(events: Iterable[Event]) -> ChatResult:
     """
     if isinstance(events, Collectable):
         return events.collect()
+    _check_events(events)
     accumulator = ChatAccumulator()
     for event in events:
         accumulator.add(event)

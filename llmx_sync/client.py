@@ -12,9 +12,10 @@ import functools
 import itertools
 import os
 import re
+import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
 from urllib.parse import urlsplit
@@ -22,16 +23,16 @@ from urllib.parse import urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from ._jsonrules import compact_json, json_type_name
+from ._jsonrules import check_unicode, compact_json, json_type_name
 from .body import open_body
-from .errors import InvalidInputError, UnexpectedStatusError
+from .errors import ClientClosedError, InvalidInputError, UnexpectedStatusError
 from .functions import PythonTool, tool
 from .models import ResponseItem
 from .prompt import Prompt
 from .providers import Provider, default_provider
 from .response import ResponseStream, StructuredOutput
 from .runner import RunStream
-from .settings import SECONDS, RequestOptions, merge_options, options_from
+from .settings import SECONDS, RequestOptions, as_part, merge_options, options_from
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import DEFAULT_BUFFERED_BYTES
 from .structured import requested_output
@@ -144,10 +145,13 @@ class Client:
         if api_key is not None:
             provider = provider.replace(api_key=api_key, env_key=None)
         for name, value in (("max_event_bytes", max_event_bytes), ("max_buffered_bytes", max_buffered_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
-                raise InvalidInputError(name, f"expected a number of bytes of at least 1024, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= sys.maxsize:
+                raise InvalidInputError(name, f"expected a number of bytes from 1024 to {sys.maxsize}, got {value!r}")
         if session is not None and not isinstance(session, requests.Session):
             raise InvalidInputError("session", f"expected a requests.Session, got {type(session).__name__}")
+        if transport is not None and not isinstance(transport, Transport):
+            raise InvalidInputError("transport", f"expected a llmx_sync.transport.Transport, got "
+                                    f"{type(transport).__name__}")
         self.provider = provider
         # The client's own defaults, between the provider's and each call's.
         self._defaults = RequestOptions(timeout=timeout) if timeout is not None else None
@@ -160,14 +164,17 @@ class Client:
         self._lock = threading.Lock()
         self._server = provider.server
         if self._server is not None:
+            if not (callable(getattr(self._server, "acquire", None)) and callable(getattr(self._server, "release", None))):
+                raise InvalidInputError("provider.server", "expected a llmx_sync.local.LocalServer, got "
+                                        f"{type(self._server).__name__}")
             self._server.acquire()
 
     def options(self, options: RequestOptions | None = None, **overrides: Any) -> RequestOptions:
         """The settings a request with these arguments uses: the provider's defaults,
         the client's (`timeout`), then `options`, then the keyword `overrides` (see
         `RequestOptions`)."""
-        if options is not None and not isinstance(options, RequestOptions):
-            raise InvalidInputError("options", f"expected RequestOptions, got {type(options).__name__}")
+        if options is not None:
+            options = as_part(RequestOptions, "options", options)
         return merge_options(self.provider.defaults, self._defaults, options, options_from(overrides))
 
     def request_body(self, prompt: PromptLike, *, options: RequestOptions | None = None,
@@ -205,7 +212,7 @@ class Client:
         one's `OutputValidationError`.
         """
         if self._closed.is_set():
-            raise RuntimeError("the client is closed")
+            raise ClientClosedError()
         settings = self.options(options, **overrides)
         base = as_prompt(prompt)
         if max_output_retries is None:
@@ -217,7 +224,7 @@ class Client:
         """Send the request; `deadline` (a run's) replaces the one `settings.timeout` starts."""
         provider = self.provider
         wire = WIRES[provider.connection.wire_api]
-        body = compact_json(wire.build_request(prompt, settings, provider.quirks)).encode()
+        body = encoded_body(wire.build_request(prompt, settings, provider.quirks))
         headers = self._headers(settings)
         if "Authorization" in headers and urlsplit(provider.connection.base_url).username is not None:
             # requests would send the URL's user and password as Basic auth in the key's place.
@@ -277,7 +284,7 @@ class Client:
         and the first request sent, before this returns.
         """
         if self._closed.is_set():
-            raise RuntimeError("the client is closed")
+            raise ClientClosedError()
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise InvalidInputError("max_turns", f"expected a positive integer, got {max_turns!r}")
         if not isinstance(parallel, bool):
@@ -416,6 +423,34 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(provider={self.provider!r})"
+
+
+def encoded_body(body: dict[str, Any]) -> bytes:
+    """The request body as compact UTF-8 JSON. Text that UTF-8 cannot carry (a lone
+    surrogate, in the prompt or a setting) is an `InvalidInputError` naming where it is."""
+    text = compact_json(body)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        pass
+    for where, value in _strings(body, "request body"):
+        check_unicode(where, value)  # raises for the string that holds it
+    return text.encode()
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every string in `value` (keys too), with where it is: ``request body.messages[0].content``."""
+    stack = [(value, where)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, str):
+            yield at, node
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                yield at, key
+                stack.append((child, f"{at}.{key}"))
+        elif isinstance(node, (list, tuple)):
+            stack.extend((child, f"{at}[{index}]") for index, child in enumerate(node))
 
 
 def _python_tools(tools: Sequence[Callable[..., Any] | PythonTool]) -> list[PythonTool]:

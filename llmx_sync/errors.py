@@ -61,6 +61,14 @@ class InvalidInputError(LlmxError, ValueError):
         super().__init__(f"{where}: {problem}" if where else problem)
 
 
+class ClientClosedError(LlmxError, RuntimeError):
+    """The `Client` was closed: it sends no further request (also a `RuntimeError`, what it
+    raised before)."""
+
+    def __init__(self, what: str = "send a request") -> None:
+        super().__init__(f"the client is closed: it cannot {what}; make a new Client")
+
+
 class ConfigError(LlmxError, ValueError):
     """A provider configuration cannot be used as given."""
 

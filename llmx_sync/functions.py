@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from ._jsonrules import check_json_value
 from .errors import InvalidInputError, LlmxError, SchemaProblem, list_problems, shorten
 from .schema import (
     NO_DEFAULT,
@@ -230,6 +231,10 @@ def _build(fn: Callable[..., Any], name: str | None, description: str | None,
     if not isinstance(tool_name, str) or not TOOL_NAME.match(tool_name):
         raise InvalidInputError(f"tool({fn_name or type(fn).__name__})",
                                 f"the tool name {tool_name!r} must match {TOOL_NAME.pattern}; pass name=")
+    if description is not None and not isinstance(description, str):
+        raise InvalidInputError(f"{tool_name}: description", f"expected a string, got {type(description).__name__}")
+    if strict is not None and not isinstance(strict, bool):
+        raise InvalidInputError(f"{tool_name}: strict", f"expected True, False or None, got {strict!r}")
     import docstring_parser  # when the first tool is made (10 ms at import time otherwise)
 
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
@@ -238,6 +243,7 @@ def _build(fn: Callable[..., Any], name: str | None, description: str | None,
         fields = _signature_fields(fn, fn_name or tool_name, doc)
         parameters = object_schema(fields, where=fn_name or tool_name, parameters=True)
     else:
+        check_json_value(parameters, f"{tool_name}: parameters")  # plain JSON, nesting bounded
         check_json_schema(parameters, where=f"{tool_name}: parameters")
     return PythonTool(
         name=tool_name,

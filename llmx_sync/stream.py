@@ -41,14 +41,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, Protocol, Union
 
 from .body import BodyReader
-from .errors import LlmxError, StreamError, StreamIdleTimeoutError
+from .errors import InvalidInputError, LlmxError, StreamError, StreamIdleTimeoutError
 from .events import Event
 from .transport import Deadline, ResponseInfo
 
 if TYPE_CHECKING:  # the protocol only: importing wire at run time would pull in every wire
     from .wire import WireParser
 
-__all__ = ["CLOSED_MESSAGE", "DEFAULT_BUFFERED_BYTES", "EventStream", "StreamLike"]
+__all__ = ["CLOSED_MESSAGE", "DEFAULT_BUFFERED_BYTES", "EventStream", "StreamLike", "check_stream_like"]
 
 #: What a stream closed before its answer was complete says (`StreamError`).
 CLOSED_MESSAGE: Final = "the stream was closed before the answer was complete"
@@ -257,6 +257,13 @@ class StreamLike(Protocol):
     def next_event(self, timeout: float | None = None) -> Event: ...
 
     def close(self) -> None: ...
+
+
+def check_stream_like(where: str, value: object) -> None:
+    """`InvalidInputError` naming `where` unless `value` has what `StreamLike` says."""
+    if not all(callable(getattr(value, name, None)) for name in ("__iter__", "next_event", "close")):
+        raise InvalidInputError(where, "expected a stream (what client.stream() or client.run() returns), "
+                                f"got {type(value).__name__}")
 
 
 class EventStream:

@@ -270,8 +270,9 @@ class _Watchdog:
     that trickles its headers (4 bytes/s) would never time out; the body reader keeps
     its own deadline after that.
 
-    One daemon thread per process (``llmx_sync-deadline``, started on first use), a heap of
-    watches ordered by time. A watch is disarmed when the try ends, and loses its
+    One daemon thread per process (``llmx_sync-deadline``), a heap of watches ordered by
+    time; the thread starts with the first watch and ends when none has been armed for
+    `_WATCHDOG_IDLE` seconds. A watch is disarmed when the try ends, and loses its
     connection when that goes back to the pool, both under the lock the firing takes:
     so a socket is never shut down once the request is over or the pool has it.
     """
@@ -311,6 +312,8 @@ class _Watchdog:
             if watch.armed:
                 watch.armed = False
                 self._armed -= 1
+                if not self._armed:
+                    self._lock.notify()  # the thread may end
             return watch.fired
 
     def release(self, connection: _TrackedConnection) -> None:
@@ -326,8 +329,12 @@ class _Watchdog:
         lock, heap = self._lock, self._heap
         with lock:
             while True:
-                if not heap:
-                    lock.wait()
+                if not self._armed:  # nothing to watch: end unless a watch comes soon
+                    heap.clear()
+                    lock.wait(_WATCHDOG_IDLE)
+                    if not self._armed:
+                        self._thread = None
+                        return
                     continue
                 at, _, watch = heap[0]
                 wait = at - time.monotonic()
@@ -347,6 +354,8 @@ class _Watchdog:
                             pass
 
 
+# How long the watchdog thread waits for a new watch before it ends.
+_WATCHDOG_IDLE: Final = 0.5
 _watchdog = _Watchdog()
 
 

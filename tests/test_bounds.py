@@ -276,6 +276,10 @@ def test_the_deadline_covers_a_trickle_before_the_body(case: str) -> None:
     assert len(server.accepted_at) == 1
 
 
+def watchdog_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "llmx_sync-deadline"]
+
+
 def test_one_watchdog_thread_and_pooled_sockets_are_never_shut_down(llm_server: LLMServer) -> None:
     # Requests with deadlines that end well before them, a 400 among them (its body read
     # whole, so its connection goes back to the pool too): once their deadlines have
@@ -289,8 +293,18 @@ def test_one_watchdog_thread_and_pooled_sockets_are_never_shut_down(llm_server: 
             client.stream("hi", model="m")
         time.sleep(0.5)  # every deadline has passed
         assert client.stream("hi", model="m", timeout=5).collect().text == "after"
-    assert llm_server.connections_accepted == 1
-    assert len([t for t in threading.enumerate() if t.name == "llmx_sync-deadline"]) == 1
+        assert llm_server.connections_accepted == 1
+        # Twenty requests waiting for their headers at once: one watchdog thread for all.
+        llm_server.default = Reply(headers_after=0.5, body=text_stream_body(["late"]))
+        waiting = [threading.Thread(target=lambda: client.stream("hi", model="m", timeout=5).collect())
+                   for _ in range(20)]
+        for thread in waiting:
+            thread.start()
+        assert wait_for(lambda: len(llm_server.requests) == 42)
+        assert len(watchdog_threads()) == 1
+        for thread in waiting:
+            thread.join(PATIENCE)
+    assert wait_for(lambda: not watchdog_threads())  # nothing to watch: it ended
 
 
 # --- 5. tools are bounded, awaited and checked -------------------------------------------------
