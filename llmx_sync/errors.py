@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -163,6 +163,20 @@ _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DO
 def shorten(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, with ``…`` where it was cut (for messages)."""
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+#: Shorter secrets are not looked for in error bodies: they would match ordinary words.
+MIN_SECRET_CHARS = 6
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` in it replaced by ``***``: a server may echo the key it
+    refused ("Invalid API key: sk-…"), and the error's text ends up in logs and tracebacks.
+    Longer secrets first, so that ``Bearer sk-…`` goes whole before ``sk-…``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= MIN_SECRET_CHARS and secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def body_excerpt(body: str, limit: int = BODY_EXCERPT) -> str:

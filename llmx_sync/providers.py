@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
 from ._jsonrules import check_unicode, json_type_name
 from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError
@@ -51,6 +51,7 @@ from .settings import (
     setting,
     validate_fields,
 )
+from .transport import display_url
 from .wire import WIRES
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def _check_base_url(where: str, value: Any) -> None:
     if not isinstance(value, str):
         raise InvalidInputError(where, f"expected a URL string, got {json_type_name(value)}")
     check_unicode(where, value)
-    shown = redact_url(value)
+    shown = display_url(value)
     if any(c.isspace() for c in value):
         raise InvalidInputError(where, f"{shown!r} contains white space")
     try:
@@ -125,19 +126,6 @@ def _check_env_headers(where: str, value: Any) -> None:
     STRING_MAP(where, value)
     for name in value:
         check_header_name(where, name)
-
-
-def redact_url(url: str) -> str:
-    """`url` with a password written in it replaced by ``***`` (for reprs and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<malformed URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 # --- the connection ------------------------------------------------------------------------------
@@ -175,7 +163,7 @@ class Connection:
     def __repr__(self) -> str:
         """The fields, without a secret: the URL's password, query values, key and header
         values are not shown (the names of parameters and headers are)."""
-        parts = [f"base_url={redact_url(self.base_url)!r}", f"wire_api={self.wire_api!r}"]
+        parts = [f"base_url={display_url(self.base_url)!r}", f"wire_api={self.wire_api!r}"]
         if self.api_key:
             parts.append("api_key='***'")
         if self.env_key:

@@ -24,7 +24,7 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final, Protocol
@@ -44,6 +44,7 @@ from .errors import (
     ConnectionFailedError,
     DeadlineExceededError,
     UnexpectedStatusError,
+    redact,
     retry_limit_error,
     status_error,
     status_text,
@@ -599,6 +600,7 @@ class Transport:
         (urllib3's own DEBUG line for the request shows the query values as ``***``).
         """
         where = display_url(url)
+        secrets = request_secrets(url, headers, log_headers or {})
         if logger.isEnabledFor(logging.DEBUG):
             shown = {name: (log_headers or {}).get(name, "***") for name in headers}
             logger.debug("POST %s headers=%s body=%d bytes", where, shown, len(body))
@@ -671,7 +673,7 @@ class Transport:
                 assert deadline is not None
                 raise deadline.error("while waiting for the server's answer")
             try:
-                error = _status_error(response, hint)
+                error = _status_error(response, hint, secrets)
             finally:
                 cut = _watchdog.disarm(watch)
             if cut:
@@ -836,10 +838,27 @@ def certificate_problem(error: BaseException) -> str | None:
     return None
 
 
-def _status_error(response: requests.Response,
-                  hint: Callable[[UnexpectedStatusError], str | None] | None) -> UnexpectedStatusError:
-    """The error for a non-2xx response, with its body text (and a hint); the response
-    is closed (its connection back in the pool when the body was read to the end)."""
+def request_secrets(url: str, headers: Mapping[str, str], shown: Mapping[str, str]) -> set[str]:
+    """What must not come back in an error's text: every header value that is not one of
+    the `shown` (the SDK's own), the token of an ``Authorization`` value, and the URL's
+    query values and password."""
+    own = {name.lower() for name in shown}
+    values = {value for name, value in headers.items() if name.lower() not in own}
+    tokens = {value.split(" ", 1)[1] for value in values if " " in value}  # Bearer <key>
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # the request cannot have gone out
+        return values | tokens
+    query = {value for _, value in parse_qsl(parts.query, keep_blank_values=True)}
+    return values | tokens | query | ({password} if password else set())
+
+
+def _status_error(response: requests.Response, hint: Callable[[UnexpectedStatusError], str | None] | None,
+                  secrets: Iterable[str] = ()) -> UnexpectedStatusError:
+    """The error for a non-2xx response, with its body text (`secrets` in it replaced by
+    ``***``) and a hint; the response is closed (its connection back in the pool when the
+    body was read to the end)."""
     try:
         data = response.raw.read(MAX_ERROR_BODY, decode_content=True)
     except Exception:  # as llmx's `text().unwrap_or_default()`: the status is what matters
@@ -847,7 +866,7 @@ def _status_error(response: requests.Response,
     finally:
         response.close()
     status, headers = response.status_code, CaseInsensitiveDict(response.headers)
-    text = data.decode("utf-8", errors="replace")
+    text = redact(data.decode("utf-8", errors="replace"), secrets)
     error = status_error(status, text, request_id(headers), headers=headers)
     extra = redirect_hint(status, headers.get("location")) if 300 <= status <= 399 else None
     extra = extra or (hint(error) if hint is not None else None)

@@ -10,7 +10,8 @@ the issue measured, against loopback fault servers.
    awaited, results that are not data are errors;
 6. (tests/test_entry_points.py) every public entry point checks its arguments;
 7. no secret in an exception's chain, a `base_url`'s query or an echoed error body;
-8. at most ``retries + 1`` POSTs, on warm connections too.
+8. (tests/test_transport.py) at most ``retries + 1`` POSTs, on warm connections too, and
+   an uncounted resend only for a request not fully written.
 
 Memory is measured as in test_production.py: in a fresh interpreter that runs the
 client alone, its peak RSS reset once the client is warm.
@@ -31,7 +32,18 @@ import pytest
 from llm_server import LLMServer, Reply, Stall, chat_chunk, error_reply, sse_event, text_stream_body
 from sockets import wait_for
 from streaming_support import RELEASE_TIMEOUT, reader_threads, released
-from test_production import LATE, browser_body, finish_client, start_client
+from test_production import (
+    API_KEY,
+    ENV_HEADER_SECRET,
+    HEADER_SECRET,
+    LATE,
+    QUERY_SECRET,
+    SECRETS,
+    browser_body,
+    fail_with,
+    finish_client,
+    start_client,
+)
 from test_runner import (
     PATIENCE,
     Gate,
@@ -45,9 +57,16 @@ from test_runner import (
 )
 
 from llmx_sync.client import Client
-from llmx_sync.errors import BadRequestError, DeadlineExceededError, StreamError
+from llmx_sync.errors import (
+    AuthenticationError,
+    BadRequestError,
+    DeadlineExceededError,
+    InvalidInputError,
+    StreamError,
+)
 from llmx_sync.events import Completed, Event, OutputTextDelta, ToolResult
 from llmx_sync.functions import tool
+from llmx_sync.providers import Provider
 from llmx_sync.response import ResponseStream
 
 MiB = 1 << 20
@@ -411,3 +430,58 @@ def test_async_tools_are_awaited_and_results_that_are_not_data_are_errors(
     assert result.output == output
     assert (result.error is None) == output.startswith("{")
     assert tool_messages(llm_server, 1) == [output]
+
+
+# --- 7. secrets out of every chain, URL and echoed body ----------------------------------------
+
+
+def error_chain(error: BaseException) -> Iterator[BaseException]:
+    """`error`, its cause and context (hidden or not), theirs, and exceptions in args."""
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        current = todo.pop()
+        if id(current) not in seen:
+            seen.add(id(current))
+            yield current
+            todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+            todo += [arg for arg in current.args if isinstance(arg, BaseException)]
+
+
+@pytest.mark.parametrize("failure", ["refused", "malformed URL", "401", "stream error"])
+def test_no_secret_anywhere_in_an_errors_chain(llm_server: LLMServer, failure: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # What an error tracker walks: `ConnectionFailedError.__context__` held requests' error,
+    # its message quoting `?api-key=…` (hidden from format_exc() by `from None` only).
+    monkeypatch.setenv("LLMX_TEST_ENV_HEADER", ENV_HEADER_SECRET)
+    client, error, _ = fail_with(failure, llm_server)
+    client.close()
+    for link in error_chain(error):
+        for text in (repr(link), str(link), *map(repr, link.args)):
+            assert not [secret for secret in SECRETS if secret in text], (type(link), text)
+
+
+def test_a_secret_in_the_base_urls_query_is_hidden_in_reprs_and_messages() -> None:
+    url = f"http://127.0.0.1:1/v1?api-key={QUERY_SECRET}"
+    provider = Provider("p", url)
+    with Client(provider) as client:
+        shown = [repr(provider), repr(client), repr(provider.connection)]
+    with pytest.raises(InvalidInputError) as caught:
+        Provider("p", url + " ")  # (white space: refused, naming the URL)
+    shown.append(str(caught.value))
+    assert all("api-key=***" in text for text in shown), shown
+    assert not [text for text in shown if QUERY_SECRET in text]
+
+
+def test_an_error_body_that_echoes_a_secret_shows_it_as_stars(llm_server: LLMServer) -> None:
+    echo = f"Invalid API key {API_KEY} (header {HEADER_SECRET}, query {QUERY_SECRET})"
+    llm_server.enqueue(error_reply(401, echo))
+    provider = Provider("p", llm_server.url, api_key=API_KEY, http_headers={"X-Custom": HEADER_SECRET},
+                        query_params={"key": QUERY_SECRET})
+    with Client(provider) as client, pytest.raises(AuthenticationError) as caught:
+        client.stream("hi", model="m")
+    error = caught.value
+    assert error.message == "Invalid API key *** (header ***, query ***)"
+    for text in (error.body, str(error), repr(error)):
+        assert "***" in text and not [secret for secret in SECRETS if secret in text], text
+    assert llm_server.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"  # (sent as it is)
