@@ -27,6 +27,7 @@ from llmx_sync import (
     Connection,
     InvalidInputError,
     LlmxError,
+    OutputValidationError,
     Prompt,
     Provider,
     Quirks,
@@ -462,3 +463,13 @@ def test_a_dict_for_a_part_is_read_as_that_part() -> None:
 def test_a_session_is_still_a_session() -> None:
     with requests.Session() as session, Client(base_url="http://127.0.0.1/v1", session=session) as client:
         assert client.provider.connection.base_url == "http://127.0.0.1/v1"
+
+
+def test_structured_output_nested_too_deep_is_an_output_validation_error(server: LLMServer) -> None:
+    # (a RecursionError out of collect() before)
+    deep = "[" * DEEP + "]" * DEEP
+    server.enqueue(Reply(body=text_stream_body([deep[i:i + 4096] for i in range(0, len(deep), 4096)])))
+    with Client(base_url=server.url) as client:
+        stream = client.stream("hi", model="m", response_format={"type": "array"})
+        with pytest.raises(OutputValidationError, match="nested too deep to read"):
+            stream.collect()
