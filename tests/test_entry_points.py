@@ -233,6 +233,18 @@ ROWS: dict[str, Callable[[Env], object]] = {
     "run(tool_timeout='1')": lambda env: env.client.run("hi", model="m", tool_timeout="1"),  # type: ignore[arg-type]
     "run(5)": lambda env: env.client.run(5, model="m"),  # type: ignore[arg-type]
     "run(timeout=inf)": lambda env: env.client.run("hi", model="m", timeout=math.inf),
+    # -- Client.map and its parts --
+    "map(5)": lambda env: env.client.map(5, model="m"),  # type: ignore[arg-type]
+    "map(concurrency=0)": lambda env: env.client.map(["hi"], model="m", concurrency=0),
+    "map(max_concurrency=-1)": lambda env: env.client.map(["hi"], model="m", max_concurrency=-1),
+    "map(output=5)": lambda env: env.client.map(["hi"], model="m", output=5),  # type: ignore[arg-type]
+    "map(timeout=1e10)": lambda env: env.client.map(["hi"], model="m", timeout=1e10),
+    "map(extra_headers=zero-width space)": lambda env: env.client.map(
+        ["hi"], model="m", extra_headers={"X-A": HEADER_SECRET + ZWSP}),
+    "AdaptiveConcurrency(max_concurrency=0)": lambda env: llmx_sync.AdaptiveConcurrency(max_concurrency=0),
+    "FixedConcurrency('x')": lambda env: llmx_sync.FixedConcurrency("x"),  # type: ignore[arg-type]
+    "BatchPrompt(options=5)": lambda env: llmx_sync.BatchPrompt("hi", options=5),  # type: ignore[arg-type]
+    "stream(max_output_retries=-1)": lambda env: stream_with(env, max_output_retries=-1),
     # -- Client.request_body and options --
     "request_body(5)": lambda env: env.client.request_body(5, model="m"),  # type: ignore[arg-type]
     "request_body(temperature=nan)": lambda env: env.client.request_body("hi", model="m", temperature=math.nan),
@@ -427,7 +439,8 @@ def test_the_table_covers_every_entry_point() -> None:
                     "from_toml", "from_toml_text", "builtin", "Connection", "RequestOptions", "Quirks", "tool",
                     "Prompt", "from_text", "item_from_dict", "read_history_jsonl", "flask_sse_response",
                     "flask_text_response", "django_sse_response", "django_text_response", "sse_response_body",
-                    "text_body", "display_stream", "aggregate", "collect"}
+                    "text_body", "display_stream", "aggregate", "collect", "map", "AdaptiveConcurrency",
+                    "FixedConcurrency", "BatchPrompt"}
     assert entry_points <= covered, entry_points - covered
 
 
