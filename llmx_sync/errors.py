@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Reason phrases of the Rust `http` crate, which llmx prints; several differ
 # from Python's `http.HTTPStatus` (413, 418, 422, 203 ...).
@@ -177,6 +178,24 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if len(secret) >= MIN_SECRET_CHARS and secret in text:
             text = text.replace(secret, "***")
     return text
+
+
+def display_url(url: str) -> str:
+    """`url` as errors and logs show it: the values of its query parameters (which can
+    carry keys) replaced by ``***``, and a password written in it too."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # e.g. a bad port or IPv6 literal; requests will say so
+        return "<malformed URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    user = f"{parts.username}:***@" if parts.password is not None else (f"{parts.username}@" if parts.username else "")
+    netloc = f"{user}{host}" + (f":{port}" if port is not None else "")
+    query = urlencode([(name, "***") for name, _ in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def body_excerpt(body: str, limit: int = BODY_EXCERPT) -> str:

@@ -10,7 +10,6 @@ message is written for the model.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 import enum
@@ -111,6 +110,8 @@ class PythonTool(FunctionTool):
         """
         result = self.function(**self.parse_arguments(arguments))
         if inspect.iscoroutine(result):
+            import asyncio  # here: it imports ssl, which `import llmx_sync` leaves for its first use
+
             result = asyncio.run(result)
         return tool_output_text(result)
 

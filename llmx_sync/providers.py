@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
 
 from ._jsonrules import check_unicode, json_type_name
-from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError
+from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError, display_url
 from .settings import (
     BOOL,
     MAX_RETRIES,
@@ -51,7 +51,6 @@ from .settings import (
     setting,
     validate_fields,
 )
-from .transport import display_url
 from .wire import WIRES
 
 if TYPE_CHECKING:

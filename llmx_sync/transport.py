@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import requests.auth
@@ -44,6 +44,7 @@ from .errors import (
     ConnectionFailedError,
     DeadlineExceededError,
     UnexpectedStatusError,
+    display_url,
     redact,
     retry_limit_error,
     status_error,
@@ -156,24 +157,6 @@ def request_id(headers: Mapping[str, str]) -> str | None:
         if value:
             return value
     return None
-
-
-def display_url(url: str) -> str:
-    """`url` as errors and logs show it: the values of its query parameters (which can
-    carry keys) replaced by ``***``, and a password written in it too."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:  # e.g. a bad port or IPv6 literal; requests will say so
-        return "<malformed URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    user = f"{parts.username}:***@" if parts.password is not None else (f"{parts.username}@" if parts.username else "")
-    netloc = f"{user}{host}" + (f":{port}" if port is not None else "")
-    query = urlencode([(name, "***") for name, _ in parse_qsl(parts.query, keep_blank_values=True)],
-                      safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _error_chain(error: BaseException) -> list[BaseException]:

@@ -13,7 +13,6 @@ import threading
 import time
 from typing import Any
 
-import llm_server as llm_server_module
 import pytest
 import requests
 import responses
@@ -44,6 +43,7 @@ from llmx_sync.errors import (
     RetryLimitReachedError,
     UnexpectedStatusError,
 )
+from llmx_sync.testing import _server as scripted_server
 from llmx_sync.transport import (
     Transport,
     backoff,
@@ -466,7 +466,7 @@ def test_a_llama_server_connection_is_not_reused_after_a_streamed_answer(
     # llama-server closes the connection after every streamed answer; reused, the
     # connection would race its close (and lose 1 request in 10 under load).
     caplog.set_level("DEBUG", logger="llmx_sync")
-    monkeypatch.setattr(llm_server_module._Handler, "server_version", "llama.cpp")
+    monkeypatch.setattr(scripted_server._Handler, "server_version", "llama.cpp")
     monkeypatch.setattr(urllib3.connection.HTTPConnection, "is_connected", property(lambda conn: conn.sock is not None))
     llm_server.enqueue(answer_then_close("first", reset=False), Reply(body=text_stream_body(["ok"])))
     with make_client(llm_server, request_max_retries=0) as client:
