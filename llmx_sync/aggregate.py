@@ -103,12 +103,18 @@ class _Turn:
             self.has_message = True
             self.text, self.refusal = TextPieces(), TextPieces()
 
+    def compact(self) -> None:
+        """Join the runs of small deltas added since the last call (see `_pieces`): once per batch."""
+        self.text.compact()
+        self.refusal.compact()
+        self.reasoning.compact()
+
     def unfinished_items(self) -> list[ResponseItem]:
         items: list[ResponseItem] = []
         if self.reasoning and not self.has_reasoning:
-            items.append(Reasoning(content=[ReasoningText(self.reasoning.join())]))
+            items.append(Reasoning(content=[ReasoningText("".join(self.reasoning))]))
         if (self.text or self.refusal) and not self.has_message:
-            items.append(Message(role="assistant", content=answer_content(self.text.join(), self.refusal.join())))
+            items.append(Message(role="assistant", content=answer_content("".join(self.text), "".join(self.refusal))))
         return items
 
 
@@ -133,14 +139,17 @@ def _aggregate(events: Iterable[Event], streaming: bool) -> Iterator[Event]:
                 yield event
             case OutputTextDelta(delta=delta):
                 turn.text.append(delta)
+                turn.text.compact()  # (no batches here; a no-op but once per run of deltas)
                 if streaming:
                     yield event
             case RefusalDelta(delta=delta):
                 turn.refusal.append(delta)
+                turn.refusal.compact()
                 if streaming:
                     yield event
             case ReasoningContentDelta(delta=delta):
                 turn.reasoning.append(delta)
+                turn.reasoning.compact()
                 if streaming:
                     yield event
             case (Created() | OutputItemAdded() | FunctionCallArgumentsDelta() | ReasoningSummaryDelta()
@@ -214,6 +223,7 @@ class ChatAccumulator:
         self._rate_limits: RateLimitSnapshot | None = None
 
     def add_all(self, events: Iterable[Event]) -> None:
+        """`add` each event of a batch (the one read of `stream.EventStream`)."""
         text = self._turn.text
         for event in events:
             if type(event) is OutputTextDelta:  # most events: keep them cheap
@@ -221,15 +231,19 @@ class ChatAccumulator:
             else:
                 self.add(event)
                 text = self._turn.text
+        self._turn.compact()
 
     def add(self, event: Event) -> None:
         match event:
             case OutputTextDelta(delta=delta):
                 self._turn.text.append(delta)
+                self._turn.text.compact()  # (a no-op but once per run of deltas)
             case RefusalDelta(delta=delta):
                 self._turn.refusal.append(delta)
+                self._turn.refusal.compact()
             case ReasoningContentDelta(delta=delta):
                 self._turn.reasoning.append(delta)
+                self._turn.reasoning.compact()
             case OutputItemDone(item=item):
                 self._turn.finished(item)
                 # Merged into one text by `snapshot`, not now: the deltas this item is made

@@ -291,6 +291,10 @@ class ChatSSEParser:
         self._on_events(self._decoder.feed(data), out)
         if self._decoder.error is not None and not self.done:
             self._fail(self._decoder.error)
+        if self._text is not None:  # once per read: runs of tiny deltas become one string each
+            self._text.compact()
+        if self._reasoning is not None:
+            self._reasoning.compact()
         return out
 
     def feed_chunk(self, chunk: Any) -> list[Event]:
