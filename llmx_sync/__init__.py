@@ -16,6 +16,7 @@ from .concurrency import AdaptiveConcurrency, FixedConcurrency
 from .errors import (
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConfigError,
     ConflictError,
     ConnectionFailedError,
@@ -60,7 +61,7 @@ from .events import (
     ToolResult,
     event_to_dict,
 )
-from .functions import PythonTool, ToolArgumentsError, tool
+from .functions import PythonTool, ToolArgumentsError, ToolResultError, tool
 from .messages import items_from_messages
 from .models import (
     ContentItem,
@@ -137,7 +138,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveConcurrency", "AuthenticationError", "BUILTIN_PROVIDERS", "BadRequestError", "BatchItem", "BatchPrompt",
-    "BatchRun", "BatchSummary", "FixedConcurrency", "ChatAccumulator", "ChatResult", "Client",
+    "BatchRun", "BatchSummary", "FixedConcurrency", "ChatAccumulator", "ChatResult", "Client", "ClientClosedError",
     "Completed", "ConfigError", "ConfigFile", "ConflictError", "Connection", "ConnectionFailedError", "ContentItem",
     "Created", "CustomToolCall", "CustomToolCallOutput", "DeadlineExceededError", "EnvVarError", "Event",
     "FreeformTool", "FreeformToolFormat", "FunctionCall", "FunctionCallArgumentsDelta", "FunctionCallOutput",
@@ -149,7 +150,8 @@ __all__ = [
     "RateLimitError", "RateLimitSnapshot", "RateLimitWindow", "RateLimits", "Reasoning", "ReasoningContentDelta",
     "ReasoningContentText", "ReasoningSummaryDelta", "ReasoningSummaryPartAdded", "ReasoningText", "RequestOptions",
     "RequestTooLargeError", "ResponseInfo", "ResponseItem", "ResponseStream", "RetryLimitReachedError", "RunStream",
-    "SchemaProblem", "StreamError", "StreamIdleTimeoutError", "SummaryText", "TokenUsage", "ToolArgumentsError", "ToolResult",
+    "SchemaProblem", "StreamError", "StreamIdleTimeoutError", "SummaryText", "TokenUsage", "ToolArgumentsError",
+    "ToolResult", "ToolResultError",
     "ToolSpec", "UnexpectedStatusError", "UnprocessableEntityError", "UnsupportedOperationError", "WebSearchCall",
     "WebSearchSearchAction", "WebSearchTool", "__version__", "aggregate", "build_chat_request", "collect",
     "event_to_dict", "item_from_dict", "items_from_dicts", "items_from_messages", "merge_options", "parse_chat_sse",

@@ -125,7 +125,10 @@ def check_json_value(value: Any, where: str) -> None:
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
     while stack:
         node, at, depth = stack.pop()
-        if node is None or isinstance(node, (bool, int, str)):
+        if isinstance(node, str):
+            check_unicode(at, node)
+            continue
+        if node is None or isinstance(node, (bool, int)):
             continue
         if isinstance(node, float):
             if not math.isfinite(node):
@@ -137,12 +140,28 @@ def check_json_value(value: Any, where: str) -> None:
             for key, child in node.items():
                 if not isinstance(key, str):
                     raise InvalidInputError(at, f"object keys must be strings, got {json_type_name(key)} {key!r}")
+                check_unicode(at, key)
                 stack.append((child, f"{at}.{key}", depth + 1))
         elif isinstance(node, (list, tuple)):
             stack.extend((child, f"{at}[{i}]", depth + 1) for i, child in enumerate(node))
         else:
             kind = "a mapping that is not a dict" if isinstance(node, Mapping) else type(node).__name__
             raise InvalidInputError(at, f"expected JSON data, got {kind}")
+
+
+def check_unicode(where: str, text: str) -> None:
+    """`InvalidInputError` naming the place and the position (not the text) when `text`
+    holds a lone surrogate, which no UTF-8 request can carry (a string cut in the middle
+    of a UTF-16 pair, or bytes decoded with ``surrogateescape``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        problem = (f"character {exc.start + 1} is a lone surrogate (U+{ord(text[exc.start]):04X}), which UTF-8 "
+                   "cannot carry: the text was cut in the middle of a character, or decoded from bytes that "
+                   "are not UTF-8")
+    else:
+        return
+    raise InvalidInputError(where, problem)
 
 
 # Rust's `char::is_whitespace` (used by `str::trim`) is the Unicode White_Space

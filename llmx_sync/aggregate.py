@@ -14,11 +14,13 @@ whole stream into a `ChatResult` with it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, assert_never, runtime_checkable
 
+from ._pieces import TextPieces
 from .chat.request import build_messages
+from .errors import InvalidInputError
 from .events import (
     Completed,
     Created,
@@ -86,17 +88,26 @@ class _Turn:
     __slots__ = ("text", "refusal", "reasoning", "has_message", "has_reasoning")
 
     def __init__(self) -> None:
-        self.text: list[str] = []
-        self.refusal: list[str] = []
-        self.reasoning: list[str] = []
+        self.text = TextPieces()
+        self.refusal = TextPieces()
+        self.reasoning = TextPieces()
         self.has_message = False
         self.has_reasoning = False
 
     def finished(self, item: ResponseItem) -> None:
+        """`item` came whole: its deltas are not needed any more (dropped, not kept beside it)."""
         if isinstance(item, Reasoning):
             self.has_reasoning = True
+            self.reasoning = TextPieces()
         elif isinstance(item, Message) and item.role == "assistant":
             self.has_message = True
+            self.text, self.refusal = TextPieces(), TextPieces()
+
+    def compact(self) -> None:
+        """Join the runs of small deltas added since the last call (see `_pieces`): once per batch."""
+        self.text.compact()
+        self.refusal.compact()
+        self.reasoning.compact()
 
     def unfinished_items(self) -> list[ResponseItem]:
         items: list[ResponseItem] = []
@@ -128,14 +139,17 @@ def _aggregate(events: Iterable[Event], streaming: bool) -> Iterator[Event]:
                 yield event
             case OutputTextDelta(delta=delta):
                 turn.text.append(delta)
+                turn.text.compact()  # (no batches here; a no-op but once per run of deltas)
                 if streaming:
                     yield event
             case RefusalDelta(delta=delta):
                 turn.refusal.append(delta)
+                turn.refusal.compact()
                 if streaming:
                     yield event
             case ReasoningContentDelta(delta=delta):
                 turn.reasoning.append(delta)
+                turn.reasoning.compact()
                 if streaming:
                     yield event
             case (Created() | OutputItemAdded() | FunctionCallArgumentsDelta() | ReasoningSummaryDelta()
@@ -152,8 +166,14 @@ def aggregate(events: Iterable[Event], mode: str = "aggregated") -> Iterator[Eve
     Errors raised by `events` propagate unchanged.
     """
     if mode not in AGGREGATE_MODES:
-        raise ValueError(f"mode must be {' or '.join(map(repr, AGGREGATE_MODES))}, not {mode!r}")
+        raise InvalidInputError("mode", f"expected {' or '.join(map(repr, AGGREGATE_MODES))}, got {mode!r}")
+    _check_events(events)
     return _aggregate(events, streaming=mode == "streaming")
+
+
+def _check_events(events: object) -> None:
+    if not isinstance(events, Iterable) or isinstance(events, (str, bytes, Mapping)):
+        raise InvalidInputError("events", f"expected an iterable of events (a stream), got {type(events).__name__}")
 
 
 @dataclass
@@ -206,6 +226,7 @@ class ChatAccumulator:
         self._rate_limits: RateLimitSnapshot | None = None
 
     def add_all(self, events: Iterable[Event]) -> None:
+        """`add` each event of a batch (the one read of `stream.EventStream`)."""
         text = self._turn.text
         for event in events:
             if type(event) is OutputTextDelta:  # most events: keep them cheap
@@ -213,18 +234,25 @@ class ChatAccumulator:
             else:
                 self.add(event)
                 text = self._turn.text
+        self._turn.compact()
 
     def add(self, event: Event) -> None:
         match event:
             case OutputTextDelta(delta=delta):
                 self._turn.text.append(delta)
+                self._turn.text.compact()  # (a no-op but once per run of deltas)
             case RefusalDelta(delta=delta):
                 self._turn.refusal.append(delta)
+                self._turn.refusal.compact()
             case ReasoningContentDelta(delta=delta):
                 self._turn.reasoning.append(delta)
+                self._turn.reasoning.compact()
             case OutputItemDone(item=item):
                 self._turn.finished(item)
-                self._items.append(finished_item(item))
+                # Merged into one text by `snapshot`, not now: the deltas this item is made
+                # of are still alive (in the event), and a merged copy beside them would
+                # double the answer's memory for a consumer that only iterates.
+                self._items.append(item)
             case Completed():
                 self._items.extend(self._turn.unfinished_items())
                 self._turn = _Turn()
@@ -243,7 +271,12 @@ class ChatAccumulator:
 
     def snapshot(self) -> ChatResult:
         """Everything received so far; the item being written is included as far as it got."""
-        items = self._items + self._turn.unfinished_items()
+        kept = self._items
+        for index, item in enumerate(kept):  # merged once, in place (an append meanwhile is safe)
+            merged = finished_item(item)
+            if merged is not item:
+                kept[index] = merged
+        items = kept + self._turn.unfinished_items()
         completed = self._completed
         answers = [item for item in items if isinstance(item, Message) and item.role == "assistant"]
         return ChatResult(
@@ -278,6 +311,7 @@ def collect(events: Iterable[Event]) -> ChatResult:
     """
     if isinstance(events, Collectable):
         return events.collect()
+    _check_events(events)
     accumulator = ChatAccumulator()
     for event in events:
         accumulator.add(event)

@@ -80,6 +80,11 @@ class BatchPrompt:
     prompt: PromptLike
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, Mapping) or not all(isinstance(name, str) for name in self.options):
+            raise InvalidInputError("options", "expected a dict of settings by name (e.g. {\"temperature\": 0}), "
+                                    f"got {type(self.options).__name__}")
+
 
 @dataclass(slots=True)
 class BatchItem:

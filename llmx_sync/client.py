@@ -14,9 +14,10 @@ import itertools
 import logging
 import os
 import re
+import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
 from urllib.parse import urlsplit
@@ -24,9 +25,9 @@ from urllib.parse import urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from ._jsonrules import compact_json, json_type_name
+from ._jsonrules import check_unicode, compact_json, json_type_name
 from .body import open_body
-from .errors import InvalidInputError, UnexpectedStatusError
+from .errors import ClientClosedError, InvalidInputError, UnexpectedStatusError
 from .functions import PythonTool, tool
 from .models import ResponseItem
 from .negotiation import Learned, ServerMemory, is_llama_server, mode_candidates, refuses_mode, refuses_tool_choice
@@ -34,7 +35,7 @@ from .prompt import Prompt
 from .providers import Provider, default_provider
 from .response import ResponseStream, StructuredOutput
 from .runner import RunStream
-from .settings import Quirks, RequestOptions, merge_options, options_from
+from .settings import SECONDS, Quirks, RequestOptions, as_part, merge_options, options_from
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .stream import DEFAULT_BUFFERED_BYTES
 from .structured import StructuredOutputMode, requested_output
@@ -149,10 +150,13 @@ class Client:
         if api_key is not None:
             provider = provider.replace(api_key=api_key, env_key=None)
         for name, value in (("max_event_bytes", max_event_bytes), ("max_buffered_bytes", max_buffered_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
-                raise InvalidInputError(name, f"expected a number of bytes of at least 1024, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= sys.maxsize:
+                raise InvalidInputError(name, f"expected a number of bytes from 1024 to {sys.maxsize}, got {value!r}")
         if session is not None and not isinstance(session, requests.Session):
             raise InvalidInputError("session", f"expected a requests.Session, got {type(session).__name__}")
+        if transport is not None and not isinstance(transport, Transport):
+            raise InvalidInputError("transport", f"expected a llmx_sync.transport.Transport, got "
+                                    f"{type(transport).__name__}")
         self.provider = provider
         # The client's own defaults, between the provider's and each call's.
         self._defaults = RequestOptions(timeout=timeout) if timeout is not None else None
@@ -167,14 +171,17 @@ class Client:
         self._memory = ServerMemory()
         self._server = provider.server
         if self._server is not None:
+            if not (callable(getattr(self._server, "acquire", None)) and callable(getattr(self._server, "release", None))):
+                raise InvalidInputError("provider.server", "expected a llmx_sync.local.LocalServer, got "
+                                        f"{type(self._server).__name__}")
             self._server.acquire()
 
     def options(self, options: RequestOptions | None = None, **overrides: Any) -> RequestOptions:
         """The settings a request with these arguments uses: the provider's defaults,
         the client's (`timeout`), then `options`, then the keyword `overrides` (see
         `RequestOptions`)."""
-        if options is not None and not isinstance(options, RequestOptions):
-            raise InvalidInputError("options", f"expected RequestOptions, got {type(options).__name__}")
+        if options is not None:
+            options = as_part(RequestOptions, "options", options)
         return merge_options(self.provider.defaults, self._defaults, options, options_from(overrides))
 
     def request_body(self, prompt: PromptLike, *, options: RequestOptions | None = None,
@@ -214,7 +221,7 @@ class Client:
         one's `OutputValidationError`.
         """
         if self._closed.is_set():
-            raise RuntimeError("the client is closed")
+            raise ClientClosedError()
         settings = self.options(options, **overrides)
         base = as_prompt(prompt)
         if max_output_retries is None:
@@ -222,7 +229,8 @@ class Client:
         return self._chain(base, settings, settings, [], max_turns=1, parallel=False,
                            max_output_retries=max_output_retries, run_tools=False)
 
-    def _stream(self, prompt: Prompt, settings: RequestOptions) -> ResponseStream:
+    def _stream(self, prompt: Prompt, settings: RequestOptions, deadline: Deadline | None = None) -> ResponseStream:
+        """Send the request; `deadline` (a run's) replaces the one `settings.timeout` starts."""
         provider = self.provider
         wire = WIRES[provider.connection.wire_api]
         headers = self._headers(settings)
@@ -231,11 +239,12 @@ class Client:
             raise InvalidInputError("base_url", "has a user name and password, and the provider has an API key: "
                                     "requests would send the password in place of the key; keep one of them")
         schema = requested_output(prompt.output_schema, settings.response_format)
-        deadline = Deadline(settings.timeout) if settings.timeout is not None else None
+        if deadline is None and settings.timeout is not None:
+            deadline = Deadline(settings.timeout)
         credential_sent = any(_CREDENTIAL_HEADER.search(name) for name in headers)
 
         def send(quirks: Quirks) -> requests.Response:
-            body = compact_json(wire.build_request(prompt, settings, quirks)).encode()
+            body = encoded_body(wire.build_request(prompt, settings, quirks))
             return self._transport.send(
                 provider.connection.url(),
                 headers=headers,
@@ -342,23 +351,29 @@ class Client:
 
     def run(self, prompt: PromptLike, *, tools: Sequence[Callable[..., Any] | PythonTool] = (),
             max_turns: int = 10, parallel: bool = True, max_output_retries: int = 0,
+            tool_timeout: float | None = None,
             options: RequestOptions | None = None, **overrides: Any) -> RunStream:
         """Run a tool-using conversation: call the model, run the Python functions it
         calls, send their results, call it again, until an answer has no tool calls
         (see `runner.RunStream`). `tools` are functions (made into tools with
-        `llmx_sync.tool`) or tools already made with it; the prompt's own tools are
-        offered too. At most `max_turns` model calls (`MaxTurnsExceededError`, with the
-        history, when the model still wants tools); `parallel` runs the calls of one turn
-        at once. `max_output_retries` re-asks for a structured answer that does not fit,
-        as in `stream` (those calls do not count against `max_turns`). Settings as in
-        `stream`; they are checked, and the first request sent, before this returns.
+        `llmx_sync.tool`, ``async def`` ones too) or tools already made with it; the
+        prompt's own tools are offered too. At most `max_turns` model calls
+        (`MaxTurnsExceededError`, with the history, when the model still wants tools);
+        `parallel` runs the calls of one turn at once; a call still running after
+        `tool_timeout` seconds becomes an error output for the model (None: no limit).
+        `max_output_retries` re-asks for a structured answer that does not fit, as in
+        `stream` (those calls do not count against `max_turns`). Settings as in `stream`;
+        a `timeout` bounds the whole run (every turn and the tools). They are checked,
+        and the first request sent, before this returns.
         """
         if self._closed.is_set():
-            raise RuntimeError("the client is closed")
+            raise ClientClosedError()
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise InvalidInputError("max_turns", f"expected a positive integer, got {max_turns!r}")
         if not isinstance(parallel, bool):
             raise InvalidInputError("parallel", f"expected True or False, got {parallel!r}")
+        if tool_timeout is not None:
+            SECONDS("tool_timeout", tool_timeout)
         base = as_prompt(prompt)
         python_tools = _python_tools(tools)
         names = [spec.name for spec in base.tools if isinstance(spec, FunctionTool)]
@@ -371,11 +386,11 @@ class Client:
         # a tool until max_turns. The later turns leave it to the model.
         later_turns = merge_options(first_turn, RequestOptions(tool_choice=None))
         return self._chain(base, first_turn, later_turns, python_tools, max_turns=max_turns, parallel=parallel,
-                           max_output_retries=max_output_retries, run_tools=True)
+                           max_output_retries=max_output_retries, run_tools=True, tool_timeout=tool_timeout)
 
     def _chain(self, base: Prompt, first_turn: RequestOptions, later_turns: RequestOptions,
                python_tools: list[PythonTool], *, max_turns: int, parallel: bool, max_output_retries: int,
-               run_tools: bool) -> RunStream:
+               run_tools: bool, tool_timeout: float | None = None) -> RunStream:
         """The `RunStream` of `base`: its first request is sent with `first_turn`'s
         settings, the later ones (after tools, or re-asking) with `later_turns`'."""
         if isinstance(max_output_retries, bool) or not isinstance(max_output_retries, int) or max_output_retries < 0:
@@ -386,20 +401,22 @@ class Client:
                                     "against: give response_format too")
         turn_tools = [*base.tools, *python_tools]
         turns = itertools.count()
+        deadline = Deadline(first_turn.timeout) if first_turn.timeout is not None else None
 
         trace = run_trace(self.provider, first_turn)
 
         def start_turn(history: list[ResponseItem]) -> ResponseStream | None:
             if self._closed.is_set():
-                return None  # the run ends quietly, as its stream would
+                return None  # the run ends with an error: it did not end
             prompt = Prompt(input=history, tools=turn_tools, instructions=base.instructions,
                             output_schema=base.output_schema)
             with trace.current():  # the request's span is the run's child
-                return self._stream(prompt, first_turn if next(turns) == 0 else later_turns)
+                return self._stream(prompt, first_turn if next(turns) == 0 else later_turns, deadline)
 
         try:
             run = RunStream(base.input, start_turn, python_tools, max_turns=max_turns, parallel=parallel,
-                            max_output_retries=max_output_retries, run_tools=run_tools, trace=trace)
+                            max_output_retries=max_output_retries, run_tools=run_tools, trace=trace,
+                            tool_timeout=tool_timeout, deadline=deadline)
         except BaseException as exc:  # the first request failed
             trace.end(exc)
             raise
@@ -496,6 +513,34 @@ def _shape(quirks: Quirks, learned: Learned, mode: StructuredOutputMode) -> Quir
     leaves it open, the forced-tool form learned from the server."""
     return dataclasses.replace(quirks, structured_output=mode,
                                forced_tool_choice=quirks.forced_tool_choice or learned.forced_tool_choice)
+
+
+def encoded_body(body: dict[str, Any]) -> bytes:
+    """The request body as compact UTF-8 JSON. Text that UTF-8 cannot carry (a lone
+    surrogate, in the prompt or a setting) is an `InvalidInputError` naming where it is."""
+    text = compact_json(body)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        pass
+    for where, value in _strings(body, "request body"):
+        check_unicode(where, value)  # raises for the string that holds it
+    return text.encode()
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every string in `value` (keys too), with where it is: ``request body.messages[0].content``."""
+    stack = [(value, where)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, str):
+            yield at, node
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                yield at, key
+                stack.append((child, f"{at}.{key}"))
+        elif isinstance(node, (list, tuple)):
+            stack.extend((child, f"{at}[{index}]") for index, child in enumerate(node))
 
 
 def _python_tools(tools: Sequence[Callable[..., Any] | PythonTool]) -> list[PythonTool]:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from .errors import InvalidInputError
 from .ratelimits import rate_limit_counts
 
 __all__ = ["AdaptiveConcurrency", "Concurrency", "FixedConcurrency", "Slot"]
@@ -85,6 +86,8 @@ class Concurrency:
     requests allowed in flight now."""
 
     def __init__(self, max_concurrency: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise InvalidInputError("max_concurrency", f"expected a positive integer, got {max_concurrency!r}")
         self.max_concurrency = max_concurrency
         self.in_flight = 0
         self._clock = clock

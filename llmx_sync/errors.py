@@ -6,9 +6,10 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Reason phrases of the Rust `http` crate, which llmx prints; several differ
 # from Python's `http.HTTPStatus` (413, 418, 422, 203 ...).
@@ -59,6 +60,14 @@ class InvalidInputError(LlmxError, ValueError):
         self.where = where
         self.problem = problem
         super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class ClientClosedError(LlmxError, RuntimeError):
+    """The `Client` was closed: it sends no further request (also a `RuntimeError`, what it
+    raised before)."""
+
+    def __init__(self, what: str = "send a request") -> None:
+        super().__init__(f"the client is closed: it cannot {what}; make a new Client")
 
 
 class ConfigError(LlmxError, ValueError):
@@ -183,6 +192,38 @@ _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DO
 def shorten(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, with ``…`` where it was cut (for messages)."""
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+#: Shorter secrets are not looked for in error bodies: they would match ordinary words.
+MIN_SECRET_CHARS = 6
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` in it replaced by ``***``: a server may echo the key it
+    refused ("Invalid API key: sk-…"), and the error's text ends up in logs and tracebacks.
+    Longer secrets first, so that ``Bearer sk-…`` goes whole before ``sk-…``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= MIN_SECRET_CHARS and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def display_url(url: str) -> str:
+    """`url` as errors and logs show it: the values of its query parameters (which can
+    carry keys) replaced by ``***``, and a password written in it too."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # e.g. a bad port or IPv6 literal; requests will say so
+        return "<malformed URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    user = f"{parts.username}:***@" if parts.password is not None else (f"{parts.username}@" if parts.username else "")
+    netloc = f"{user}{host}" + (f":{port}" if port is not None else "")
+    query = urlencode([(name, "***") for name, _ in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def body_excerpt(body: str, limit: int = BODY_EXCERPT) -> str:

@@ -11,6 +11,7 @@ message is written for the model.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import inspect
 import json
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from ._jsonrules import check_json_value
 from .errors import InvalidInputError, LlmxError, SchemaProblem, list_problems, shorten
 from .schema import (
     NO_DEFAULT,
@@ -40,6 +42,17 @@ if TYPE_CHECKING:
 # What OpenAI accepts as a function name; other servers are at least as lenient.
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _PREVIEW_CHARS = 200
+
+
+class ToolResultError(LlmxError, TypeError):
+    """What a tool returned cannot be sent to the model; the message names its type.
+
+    `value` is what the function returned.
+    """
+
+    def __init__(self, value: object, problem: str) -> None:
+        self.value = value
+        super().__init__(problem)
 
 
 class ToolArgumentsError(LlmxError, ValueError):
@@ -87,12 +100,20 @@ class PythonTool(FunctionTool):
             raise ToolArgumentsError(arguments, _argument_problem(exc)) from None
 
     def run(self, arguments: str) -> str:
-        """Parse `arguments`, call the function and return its output as text.
+        """Parse `arguments`, call the function and return its output as text. An
+        ``async def`` function is run to its end with `asyncio.run`, in this thread
+        (which must have no event loop running: the tool loop's threads have none).
 
-        Raises `ToolArgumentsError` for bad arguments; the function's own exceptions
+        Raises `ToolArgumentsError` for bad arguments and `ToolResultError` for a
+        result that is not data (see `tool_output_text`); the function's own exceptions
         propagate unchanged.
         """
-        return tool_output_text(self.function(**self.parse_arguments(arguments)))
+        result = self.function(**self.parse_arguments(arguments))
+        if inspect.iscoroutine(result):
+            import asyncio  # here: it imports ssl, which `import llmx_sync` leaves for its first use
+
+            result = asyncio.run(result)
+        return tool_output_text(result)
 
 
 def _preview(text: str) -> str:
@@ -122,8 +143,15 @@ def _argument_problem(exc: SchemaMismatch) -> str:
 # --- output -----------------------------------------------------------------------
 
 
+_RESULT_TYPES = ("a str, a number, a bool, None, a list or dict of those, a dataclass, a TypedDict "
+                 "or a pydantic model")
+
+
 def _json_default(value: Any) -> Any:
-    """What `json.dumps` writes for values it does not know."""
+    """What `json.dumps` writes for the values it does not know: dataclasses and pydantic
+    models as objects, Enum members as their values, sets as lists, dates and times in ISO
+    8601. Anything else is refused: its ``str()`` would be a repr (a generator, an
+    object), which tells the model nothing."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if is_pydantic_model(type(value)):
@@ -132,21 +160,38 @@ def _json_default(value: Any) -> Any:
         return value.value
     if isinstance(value, (set, frozenset)):
         return list(value)
-    return str(value)  # dates, paths, ...: their text is what a model can read
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    raise ToolResultError(value, f"{_a(value)} cannot be sent to the model")
+
+
+def _a(value: Any) -> str:
+    name = type(value).__qualname__
+    return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
 
 
 def tool_output_text(value: Any) -> str:
     """A function's return value as the text sent to the model.
 
     A string as is, None as ``""``, anything else as compact JSON (dataclasses and
-    pydantic models as objects, Enum members as their values, unknown objects as
-    ``str(value)``), non-ASCII kept.
+    pydantic models as objects, Enum members as their values, sets as lists, dates and
+    times in ISO 8601), non-ASCII kept. Raises `ToolResultError` naming the type of
+    anything else (a generator, an object, a coroutine, a float that is not finite, a
+    key that is not text, nesting past the recursion limit): its repr is not an answer.
     """
     if isinstance(value, str):
         return value
     if value is None:
         return ""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default,
+                          allow_nan=False)
+    except ToolResultError as exc:
+        where = "" if exc.value is value else f", holding {_a(exc.value)}"
+        problem = f"the tool returned {_a(value)}{where}, which is not data the model can read"
+    except (TypeError, ValueError, RecursionError) as exc:  # a bad key, NaN, a cycle, nesting
+        problem = f"the tool returned {_a(value)} that is not JSON data ({exc})"
+    raise ToolResultError(value, f"{problem}; return {_RESULT_TYPES}")
 
 
 # --- building a tool -----------------------------------------------------------------
@@ -187,6 +232,10 @@ def _build(fn: Callable[..., Any], name: str | None, description: str | None,
     if not isinstance(tool_name, str) or not TOOL_NAME.match(tool_name):
         raise InvalidInputError(f"tool({fn_name or type(fn).__name__})",
                                 f"the tool name {tool_name!r} must match {TOOL_NAME.pattern}; pass name=")
+    if description is not None and not isinstance(description, str):
+        raise InvalidInputError(f"{tool_name}: description", f"expected a string, got {type(description).__name__}")
+    if strict is not None and not isinstance(strict, bool):
+        raise InvalidInputError(f"{tool_name}: strict", f"expected True, False or None, got {strict!r}")
     import docstring_parser  # when the first tool is made (10 ms at import time otherwise)
 
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
@@ -195,6 +244,7 @@ def _build(fn: Callable[..., Any], name: str | None, description: str | None,
         fields = _signature_fields(fn, fn_name or tool_name, doc)
         parameters = object_schema(fields, where=fn_name or tool_name, parameters=True)
     else:
+        check_json_value(parameters, f"{tool_name}: parameters")  # plain JSON, nesting bounded
         check_json_schema(parameters, where=f"{tool_name}: parameters")
     return PythonTool(
         name=tool_name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -650,6 +651,7 @@ def item_from_dict(data: Mapping[str, Any], *, index: int | None = None) -> Resp
     reader = _READERS.get(kind)
     if reader is None:
         logger.debug("%s: unknown item type %r kept as Other", where, kind)
+        check_json_value(data, where)  # kept and written back as it is: plain JSON, nesting bounded
         return Other(dict(data))
     return reader(fields)
 
@@ -674,22 +676,43 @@ _ITEM_CLASSES = (Message, Reasoning, LocalShellCall, FunctionCall, FunctionCallO
 _ROLLOUT_NON_ITEMS = {"session_meta", "event_msg", "turn_context", "compacted"}
 
 
+def _file_lines(path: str | os.PathLike[str]) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        problem = f"cannot read {str(path)!r}: {exc.strerror or exc}"
+    except UnicodeDecodeError as exc:
+        problem = f"{str(path)!r} is not UTF-8 text ({exc.reason})"
+    raise InvalidInputError("source", problem)
+
+
+def _json_line(line: str, lineno: int) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON: {exc}"
+    except RecursionError:
+        problem = "not valid JSON: nested too deep"
+    raise InvalidInputError(f"line {lineno}", problem)
+
+
 def read_history_jsonl(source: str | Path | Iterable[str]) -> list[ResponseItem]:
     """Read a JSONL history: one protocol item per line, or a Codex/llmx rollout
     (``{"type": "response_item", "payload": {...}}`` lines; its other records are skipped)."""
     lines: Iterable[str]
-    if isinstance(source, (str, Path)):
-        lines = Path(source).read_text(encoding="utf-8").splitlines()
+    if isinstance(source, (str, os.PathLike)):
+        lines = _file_lines(source)
+    elif isinstance(source, (bytes, Mapping)) or not isinstance(source, Iterable):
+        raise InvalidInputError("source", f"expected a file path or lines of text, got {type(source).__name__}")
     else:
         lines = source
     items: list[ResponseItem] = []
     for lineno, line in enumerate(lines, start=1):
+        if not isinstance(line, str):
+            raise InvalidInputError(f"line {lineno}", f"expected a line of text, got {type(line).__name__}")
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"line {lineno}", f"not valid JSON: {exc}") from None
+        record = _json_line(line, lineno)
         if not isinstance(record, dict):
             raise InvalidInputError(f"line {lineno}", f"expected a JSON object, got {json_type_name(record)}")
         kind = record.get("type")

@@ -44,7 +44,8 @@ from .events import (
     ToolResult,
 )
 from .models import FunctionCall
-from .stream import StreamLike
+from .settings import DELAY
+from .stream import StreamLike, check_stream_like
 
 __all__ = ["display_stream", "render_markdown"]
 
@@ -64,7 +65,9 @@ def display_stream(stream: StreamLike, *, throttle: float = 0.1) -> ChatResult:
     at the end, on an error, and on a kernel interrupt (`KeyboardInterrupt`, raised
     again). The result is the stream's own `collect()` (`parsed` included).
     """
+    check_stream_like("stream", stream)
     try:
+        DELAY("throttle", throttle)
         live = _LiveAnswer(_markdown_display(), throttle)
         shown = collect(_shown(stream, live))  # every turn's events: what the display shows
         result = stream.collect() if isinstance(stream, Collectable) else shown

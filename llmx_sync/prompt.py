@@ -25,6 +25,7 @@ from .models import (
     coerce_item,
     item_from_dict,
 )
+from .settings import RESPONSE_FORMAT
 from .tools import FreeformTool, ToolSpec, coerce_tool
 
 
@@ -90,6 +91,8 @@ class Prompt:
         self.input = checked_input(input)
         self.tools = checked_tools(tools)
         self.instructions = checked_instructions(instructions)
+        if output_schema is not None:
+            RESPONSE_FORMAT("output_schema", output_schema)
         self.output_schema = output_schema
 
     @classmethod

@@ -27,10 +27,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
-from ._jsonrules import json_type_name
-from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError
+from ._jsonrules import check_unicode, json_type_name
+from .errors import ConfigError, EnvVarError, InvalidInputError, LlmxError, UnsupportedOperationError, display_url
 from .settings import (
     BOOL,
     MAX_RETRIES,
@@ -39,9 +39,11 @@ from .settings import (
     STRING,
     Quirks,
     RequestOptions,
+    as_part,
     check_header_name,
     check_header_value,
     check_headers,
+    check_keywords,
     merge_options,
     optional,
     options_from,
@@ -72,8 +74,15 @@ def env_value(var: str) -> str | None:
     return value
 
 
-STRING_MAP: Final = rule("a table of strings", lambda value: isinstance(value, Mapping) and all(
+_TABLE_OF_STRINGS: Final = rule("a table of strings", lambda value: isinstance(value, Mapping) and all(
     isinstance(k, str) and isinstance(v, str) for k, v in value.items()))
+
+
+def STRING_MAP(where: str, value: Any) -> None:  # noqa: N802 - a rule, named as the others
+    _TABLE_OF_STRINGS(where, value)
+    for key, text in value.items():
+        check_unicode(f"{where}[{key!r}]", key)
+        check_unicode(f"{where}[{key!r}]", text)
 
 
 def _check_secret(where: str, value: Any) -> None:
@@ -86,7 +95,8 @@ def _check_base_url(where: str, value: Any) -> None:
     """An http:// or https:// URL with a host (the usual slip: no scheme at all)."""
     if not isinstance(value, str):
         raise InvalidInputError(where, f"expected a URL string, got {json_type_name(value)}")
-    shown = redact_url(value)
+    check_unicode(where, value)
+    shown = display_url(value)
     if any(c.isspace() for c in value):
         raise InvalidInputError(where, f"{shown!r} contains white space")
     try:
@@ -117,19 +127,6 @@ def _check_env_headers(where: str, value: Any) -> None:
         check_header_name(where, name)
 
 
-def redact_url(url: str) -> str:
-    """`url` with a password written in it replaced by ``***`` (for reprs and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<malformed URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
 # --- the connection ------------------------------------------------------------------------------
 
 
@@ -155,13 +152,17 @@ class Connection:
     http_headers: Mapping[str, str] | None = field(default=None, repr=False, metadata={"check": optional(check_headers)})
     env_http_headers: Mapping[str, str] | None = setting(None, optional(_check_env_headers))
 
+    def __new__(cls, *args: Any, **given: Any) -> Connection:
+        check_keywords(cls, args, given)
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         validate_fields(self)
 
     def __repr__(self) -> str:
         """The fields, without a secret: the URL's password, query values, key and header
         values are not shown (the names of parameters and headers are)."""
-        parts = [f"base_url={redact_url(self.base_url)!r}", f"wire_api={self.wire_api!r}"]
+        parts = [f"base_url={display_url(self.base_url)!r}", f"wire_api={self.wire_api!r}"]
         if self.api_key:
             parts.append("api_key='***'")
         if self.env_key:
@@ -237,13 +238,18 @@ class Provider:
                  server: LocalServer | None = None, **settings: Any) -> None:
         if not isinstance(name, str):
             raise InvalidInputError("name", f"expected a string, got {json_type_name(name)}")
+        check_unicode("name", name)
         if base_url is not None:
             settings["base_url"] = base_url
         parts = _sort_settings(settings)
+        # A part may come as a dict of its fields (as from a config), read the same way.
+        connection = Connection() if connection is None else as_part(Connection, "connection", connection)
+        defaults = None if defaults is None else as_part(RequestOptions, "defaults", defaults)
+        quirks = Quirks() if quirks is None else as_part(Quirks, "quirks", quirks)
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "connection", _with(connection or Connection(), parts[0]))
+        object.__setattr__(self, "connection", _with(connection, parts[0]))
         object.__setattr__(self, "defaults", _with_options(defaults, parts[1]))
-        object.__setattr__(self, "quirks", _with(quirks or Quirks(), parts[2]))
+        object.__setattr__(self, "quirks", _with(quirks, parts[2]))
         object.__setattr__(self, "server", server)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -317,17 +323,20 @@ class Provider:
     def from_toml(cls, path: str | os.PathLike[str], name: str | None = None) -> Provider:
         """The provider in a TOML file: with `name`, its ``[model_providers.<name>]``
         table; without, the whole document is the provider's table."""
+        optional(STRING)("name", name)
         return ConfigFile.read(path).table_provider(name)
 
     @classmethod
     def from_toml_text(cls, text: str, name: str | None = None) -> Provider:
         """As `from_toml`, from TOML text."""
+        optional(STRING)("name", name)
         return ConfigFile.parse(text, "<text>").table_provider(name)
 
     @classmethod
     def builtin(cls, name: str) -> Provider:
         """A built-in provider (`BUILTIN_PROVIDERS`), reading the environment now
         (blank variables count as unset)."""
+        STRING("name", name)
         builtin = BUILTIN_PROVIDERS.get(name)
         if builtin is None:
             raise ConfigError(f"unknown built-in provider {name!r} (expected {', '.join(BUILTIN_PROVIDERS)})")
@@ -407,20 +416,29 @@ class ConfigFile:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ConfigFile:
+        if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+            raise InvalidInputError("path", f"expected a file path (str or pathlib.Path), got {type(path).__name__}")
         try:
             text = Path(path).expanduser().read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read provider config {str(path)!r}: {exc.strerror or exc}") from None
+            problem = f"cannot read provider config {str(path)!r}: {exc.strerror or exc}"
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"config {str(path)!r}: not UTF-8 text ({exc.reason})") from None
-        return cls.parse(text, str(path))
+            problem = f"config {str(path)!r}: not UTF-8 text ({exc.reason})"
+        else:
+            return cls.parse(text, str(path))
+        raise ConfigError(problem)
 
     @classmethod
     def parse(cls, text: str, source: str) -> ConfigFile:
+        if not isinstance(text, str):
+            raise InvalidInputError("text", f"expected TOML text (a str), got {type(text).__name__}")
         try:
             return cls(tomllib.loads(text), source)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"invalid TOML: {exc}") from None
+            problem = f"invalid TOML: {exc}"
+        except RecursionError:  # tomllib recurses into nested arrays and tables
+            problem = "invalid TOML: nested too deep"
+        raise ConfigError(problem)
 
     @property
     def tables(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from .body import BodyReader
 from .errors import LISTED_PROBLEMS, OutputValidationError, StreamError, shorten
 from .events import Completed, Event, FunctionCallArgumentsDelta, OutputJsonDelta, OutputTextDelta
 from .models import FunctionCall, FunctionCallOutput, Message, ResponseItem
-from .stream import DEFAULT_BUFFERED_BYTES, EventStream
+from .stream import CLOSED_MESSAGE, DEFAULT_BUFFERED_BYTES, EventStream
 from .structured import UNCHANGED, OutputSchema, PartialJson, StructuredOutputMode
 from .transport import Deadline, ResponseInfo
 
@@ -161,7 +161,7 @@ class ResponseStream(EventStream):
         if self.error is not None:
             raise self.error
         if not self.completed:
-            raise StreamError("the stream was closed before the answer was complete")
+            raise StreamError(CLOSED_MESSAGE)
         result = self.snapshot()
         if self.structured_output is not None:
             result.parsed = self.structured_output.parse(result)

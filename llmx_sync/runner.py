@@ -9,14 +9,21 @@ the other), and their results are sent, and yielded, in the order the model made
 calls.
 
 Nothing a tool call does ends the loop: a call of an unknown tool, arguments that do
-not fit, or a function that raises each becomes an output telling the model what went
-wrong. A call whose arguments are not even JSON is recorded with arguments ``{}``
+not fit, a function that raises, returns something that is not data (a generator, an
+object: `functions.ToolResultError`) or runs past `tool_timeout` each becomes an output
+telling the model what went wrong. A function that runs too long is abandoned in its
+daemon thread (Python cannot stop a thread), and a warning counts such threads. An
+``async def`` tool runs with `asyncio.run` in its thread. With a `timeout`, the run's
+deadline covers every turn's request and body and the tools: past it, the tools still
+running time out and the run raises `DeadlineExceededError`. A call whose arguments are not even JSON is recorded with arguments ``{}``
 (the request rules leave out a call whose arguments are not JSON, and its output with
 it, so the model would never see what it did wrong) and an output quoting the text.
 
 Stopping: `close()`, ``break`` then garbage collection, Ctrl-C while waiting, or the
 client closing end the run within a second and no further turn starts. A tool that
-is running is left to finish in its thread; its result is dropped.
+is running is left to finish in its thread; its result is dropped. A run closed by
+another thread than the one iterating it (`client.close()` at shutdown) before it ended
+raises `StreamError` there, as a stream does: a cut run never looks finished.
 
 Order: a turn's events, then its tools' `ToolResult` events, then the next turn's.
 The work is done when the consumer asks for the next event: the tools start when the
@@ -38,6 +45,8 @@ such a run without tools to run: a turn with tool calls ends it.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import queue
 import threading
 import time
@@ -51,15 +60,19 @@ from ._jsonrules import is_json
 from .aggregate import ChatAccumulator, ChatResult
 from .errors import MaxTurnsExceededError, OutputValidationError, StreamError
 from .events import Completed, Event, OutputRejected, ToolResult
-from .functions import PythonTool, ToolArgumentsError
+from .functions import PythonTool, ToolArgumentsError, ToolResultError
 from .models import FunctionCall, FunctionCallOutput, ResponseItem
 from .response import ResponseStream, StructuredOutput
 from .telemetry import OFF, RunTrace
+from .transport import Deadline
 
 __all__ = ["RunStream", "run_tool_call"]
 
+logger = logging.getLogger("llmx_sync")
+
 # Waits are cut into slices this long so that close() and Ctrl-C are noticed.
 _WAIT_SLICE: Final = 0.1
+RUN_CLOSED_MESSAGE: Final = "the run was closed before it ended"
 
 
 def run_tool_call(call: FunctionCall, tools: dict[str, PythonTool]) -> tuple[FunctionCall, ToolResult]:
@@ -80,6 +93,8 @@ def run_tool_call(call: FunctionCall, tools: dict[str, PythonTool]) -> tuple[Fun
         return recorded, ToolResult(call.call_id, call.name, tool.run(call.arguments))
     except ToolArgumentsError as exc:
         message = f"error: {exc.problem}"
+    except ToolResultError as exc:
+        message = f"error: {exc}"
     except Exception as exc:  # the tool's failure is the model's business, not the loop's
         message = _raised(exc)
     return recorded, ToolResult(call.call_id, call.name, message, message)
@@ -90,56 +105,107 @@ def _raised(exc: BaseException) -> str:
 
 
 class _Turn:
-    """The tool calls of one turn being run, each in its own daemon thread (or one by one)."""
+    """The tool calls of one turn being run, each in a daemon thread of its own: all at
+    once, or (``parallel=False``) each once the one before it ended.
+
+    A call still running when it is due (`tool_timeout` after it started, and never past
+    the run's `deadline`) becomes a timed-out result for the model, and its thread is
+    abandoned: a Python thread cannot be stopped, so it runs on, its result dropped, and
+    a warning says how many such threads the process has.
+    """
 
     def __init__(self, calls: Sequence[FunctionCall], tools: dict[str, PythonTool], parallel: bool,
-                 trace: RunTrace = OFF) -> None:
+                 trace: RunTrace = OFF, *, tool_timeout: float | None = None,
+                 deadline: Deadline | None = None) -> None:
         self._trace = trace
         self.calls = list(calls)
+        self._tools = tools
+        self._parallel = parallel
+        self._tool_timeout = tool_timeout
+        self._deadline = deadline
         self._results: queue.Queue[tuple[int, tuple[FunctionCall, ToolResult]]] = queue.Queue()
         self._done: dict[int, tuple[FunctionCall, ToolResult]] = {}
+        self._running: dict[int, tuple[threading.Thread, float, float]] = {}  # index -> thread, start, due
+        self._lock = threading.Lock()
         self.next_index = 0
-        if parallel:
-            for index, call in enumerate(self.calls):
-                self._start(index, [call], tools)
-        else:
-            self._start(0, self.calls, tools)
+        for index in range(len(self.calls) if parallel else min(1, len(self.calls))):
+            self._start(index)
 
-    def _start(self, first: int, calls: list[FunctionCall], tools: dict[str, PythonTool]) -> None:
-        results, trace = self._results, self._trace
+    def _start(self, index: int) -> None:
+        """Start call `index` (once: a late thread and a timeout may both ask for it)."""
+        with self._lock:
+            if index >= len(self.calls) or index in self._running:
+                return
+            call, results, trace = self.calls[index], self._results, self._trace
+            started = time.monotonic()
+            due = started + self._tool_timeout if self._tool_timeout is not None else math.inf
+            if self._deadline is not None:
+                due = min(due, self._deadline.at)
 
-        def work() -> None:
-            for offset, call in enumerate(calls):
+            def work() -> None:
                 try:
                     with trace.tool(call) as traced:
-                        result = run_tool_call(call, tools)
+                        result = run_tool_call(call, self._tools)
                         traced(result[1])
                 except BaseException as exc:  # SystemExit: the thread would end silently, the loop wait forever
                     message = _raised(exc)
                     result = call, ToolResult(call.call_id, call.name, message, message)
-                results.put((first + offset, result))
+                results.put((index, result))
+                if not self._parallel:
+                    self._start(index + 1)
 
-        threading.Thread(target=work, name=f"llmx_sync-tool-{first}", daemon=True).start()
+            thread = threading.Thread(target=work, name=f"llmx_sync-tool-{index}", daemon=True)
+            self._running[index] = (thread, started, due)
+            thread.start()
 
     def next_result(self, timeout: float) -> tuple[FunctionCall, ToolResult] | None:
-        """The result of the next call in the model's order, or None if not there within `timeout`."""
-        deadline = time.monotonic() + timeout
-        while self.next_index not in self._done:
-            remaining = deadline - time.monotonic()
+        """The result of the next call in the model's order, or None if not there within
+        `timeout`; a timed-out result once that call is due."""
+        wait_until = time.monotonic() + timeout
+        index = self.next_index
+        self._start(index)  # (one by one: the thread before it may not have started it yet)
+        while index not in self._done:
+            _, started, due = self._running[index]
+            now = time.monotonic()
+            if now >= due:
+                self._done[index] = self._timed_out(index, now - started)
+                if not self._parallel:
+                    self._start(index + 1)
+                break
+            remaining = min(wait_until, due) - now
             if remaining <= 0:
                 return None
             try:
-                index, result = self._results.get(timeout=remaining)
+                done, result = self._results.get(timeout=remaining)
             except queue.Empty:
-                return None
-            self._done[index] = result
-        result = self._done.pop(self.next_index)
+                continue
+            if done >= index and done not in self._done:  # (not a call already timed out)
+                self._done[done] = result
+        result = self._done.pop(index)
         self.next_index += 1
         return result
+
+    def _timed_out(self, index: int, seconds: float) -> tuple[FunctionCall, ToolResult]:
+        call = self.calls[index]
+        message = f"error: the tool {call.name!r} timed out after {seconds:.3g} s (it did not return in time)"
+        thread = self._running[index][0]
+        with _abandoned_lock:
+            _abandoned[:] = [t for t in _abandoned if t.is_alive()]
+            _abandoned.append(thread)
+            count = len(_abandoned)
+        logger.warning("tool %r (call %s) timed out after %.3g s; its thread %s is left running, its result "
+                       "will be dropped (%d abandoned tool thread%s still running in this process)",
+                       call.name, call.call_id, seconds, thread.name, count, "" if count == 1 else "s")
+        return call, ToolResult(call.call_id, call.name, message, message)
 
     @property
     def finished(self) -> bool:
         return self.next_index == len(self.calls)
+
+
+# Tool threads abandoned past their timeout that may still run (counted in the warning).
+_abandoned: list[threading.Thread] = []
+_abandoned_lock = threading.Lock()
 
 
 class _State:
@@ -150,8 +216,11 @@ class _State:
         self.stream: ResponseStream | None = None
         self.closed = threading.Event()
         self.trace = trace
+        self.closed_by: threading.Thread | None = None
 
     def close(self) -> None:
+        if not self.closed.is_set():
+            self.closed_by = threading.current_thread()
         self.closed.set()
         self.trace.end(kind="cancelled")  # (nothing if the run had ended)
         stream = self.stream
@@ -166,7 +235,9 @@ class RunStream:
     far: the input, then each turn's answer items and tool outputs in order, ready to
     continue with ``client.run(run.history + [Message.user(...)], ...)``. `turn` is
     the number of model calls made so far, `reasks` how many of them re-asked for an
-    answer that did not fit (``max_output_retries``).
+    answer that did not fit (``max_output_retries``). A tool call still running
+    `tool_timeout` seconds after it started, or at the run's `deadline`, becomes an error
+    output ("timed out after N s"); the run goes on, or ends at its deadline.
 
     `run_tools=False` makes a turn with tool calls end the run, the calls left to the
     caller (`Client.stream` with ``max_output_retries``).
@@ -175,7 +246,8 @@ class RunStream:
     def __init__(self, history: Sequence[ResponseItem],
                  start_turn: Callable[[list[ResponseItem]], ResponseStream | None],
                  tools: Sequence[PythonTool], *, max_turns: int, parallel: bool,
-                 max_output_retries: int = 0, run_tools: bool = True, trace: RunTrace = OFF) -> None:
+                 max_output_retries: int = 0, run_tools: bool = True, trace: RunTrace = OFF,
+                 tool_timeout: float | None = None, deadline: Deadline | None = None) -> None:
         self.history: list[ResponseItem] = list(history)
         self._input_length = len(self.history)
         self.turn = 0
@@ -186,6 +258,8 @@ class RunStream:
         self._parallel = parallel
         self._max_output_retries = max_output_retries
         self._run_tools = run_tools
+        self._tool_timeout = tool_timeout
+        self._deadline = deadline
         self._turn_recorded = False  # the current stream's items are in `history`
         self._state = _State(trace)
         self._finalizer = weakref.finalize(self, self._state.close)
@@ -214,9 +288,14 @@ class RunStream:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                # Closed: nothing more, not even what is already here (as for a stream).
+                # Closed: nothing more, not even what is already here (as for a stream);
+                # closed by another thread before the consumer had it all, an error.
                 if self._state.closed.is_set():
-                    self._finished = True
+                    cut = not self._finished or self._pending or self._error is not None
+                    self._finished, self._error = True, None
+                    self._pending.clear()
+                    if cut and self._state.closed_by is not threading.current_thread():
+                        raise StreamError(RUN_CLOSED_MESSAGE)
                     raise StopIteration
                 if self._pending:
                     return self._pending.popleft()
@@ -268,7 +347,8 @@ class RunStream:
         output = stream.structured_output
         answered = not result.tool_calls or (output is not None and output.answer_call(result) is not None)
         if not answered and self._run_tools:
-            self._tool_turn = _Turn(result.tool_calls, self._tools, self._parallel, self._state.trace)
+            self._tool_turn = _Turn(result.tool_calls, self._tools, self._parallel, self._state.trace,
+                                    tool_timeout=self._tool_timeout, deadline=self._deadline)
             self._tool_items = []
             return
         if answered and output is not None and self._max_output_retries:
@@ -322,8 +402,9 @@ class RunStream:
             return
         self.turn += 1
         stream = self._start_turn(list(self.history))
-        if stream is None:  # the client was closed: no further turn
+        if stream is None:  # the client was closed: no further turn, and the run did not end
             self._finished = True
+            self._error = StreamError(RUN_CLOSED_MESSAGE)
             return
         state.stream = stream
         self._turn_recorded = False
@@ -355,7 +436,7 @@ class RunStream:
                 pass
         stream = self._state.stream
         if not self._answered or stream is None:
-            raise StreamError("the run was closed before it ended")
+            raise StreamError(RUN_CLOSED_MESSAGE)
         return dataclasses.replace(stream.collect(), history=list(self.history),
                                    new_items=self.history[self._input_length:])
 

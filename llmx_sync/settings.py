@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
-from ._jsonrules import check_json_value, json_type_name
+from ._jsonrules import check_json_value, check_unicode, json_type_name
 from .errors import InvalidInputError
 
-__all__ = ["MAX_RETRIES", "Quirks", "RequestOptions", "merge_options", "options_from"]
+__all__ = ["MAX_RETRIES", "MAX_SECONDS", "Quirks", "RequestOptions", "as_part", "merge_options", "options_from"]
 
 #: The most retries a request may ask for: more only keeps a web worker waiting.
 MAX_RETRIES: Final = 100
+#: The longest time any setting may name: longer is a mistake (a number of milliseconds
+#: given as seconds), and past about 3e8 s the C calls under the sockets overflow.
+MAX_SECONDS: Final = 365 * 24 * 3600.0
+_I64: Final = 2**63 - 1  # integers the servers (and llmx's serde) read
 
 Check = Callable[[str, Any], None]
+_Part = TypeVar("_Part")
 
 
 # --- the rules -----------------------------------------------------------------------
@@ -81,23 +86,51 @@ def _json_data(check: Check) -> Check:
     return json_data
 
 
+def _string(where: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidInputError(where, f"expected a string, got {_describe(value)}")
+    check_unicode(where, value)
+
+
+def at_most(check: Check, limit: float, what: str) -> Check:
+    """`check`, then: no more than `limit` (`what` says it in words)."""
+
+    def bounded(where: str, value: Any) -> None:
+        check(where, value)
+        if value > limit:
+            raise InvalidInputError(where, f"expected at most {what}, got {_describe(value)}")
+
+    return bounded
+
+
 BOOL = rule("True or False", lambda value: isinstance(value, bool))
-STRING = rule("a string", lambda value: isinstance(value, str))
-COUNT = rule("a non-negative integer", lambda value: _is_int(value) and value >= 0)
-INTEGER = rule("an integer", _is_int)
+STRING: Check = _string
+COUNT = at_most(rule("a non-negative integer", lambda value: _is_int(value) and value >= 0), _I64, "2**63 - 1")
+INTEGER = at_most(rule("an integer", lambda value: _is_int(value) and value >= -_I64 - 1), _I64, "2**63 - 1")
 NUMBER = rule("a finite number", _is_finite)
 RETRIES = rule(f"an integer from 0 to {MAX_RETRIES}", lambda value: _is_int(value) and 0 <= value <= MAX_RETRIES)
-SECONDS = rule("a finite number of seconds above 0", lambda value: _is_finite(value) and value > 0)
-DELAY = rule("a finite number of seconds, 0 or more", lambda value: _is_finite(value) and value >= 0)
+_YEAR = "a year (31536000 seconds): a longer time is a mistake (milliseconds given as seconds?)"
+SECONDS = at_most(rule("a finite number of seconds above 0", lambda value: _is_finite(value) and value > 0),
+                  MAX_SECONDS, _YEAR)
+DELAY = at_most(rule("a finite number of seconds, 0 or more", lambda value: _is_finite(value) and value >= 0),
+                MAX_SECONDS, _YEAR)
 STOP = rule("a string or a list of strings",
              lambda value: isinstance(value, str) or (isinstance(value, (list, tuple))
                                                       and all(isinstance(s, str) for s in value)))
 TOOL_CHOICE = _json_data(rule("'auto', 'none', 'required' or a tool-choice object",
                                lambda value: isinstance(value, (str, Mapping))))
 JSON_OBJECT = _json_data(rule("a dict", lambda value: isinstance(value, Mapping)))
-# Checked whole when the request is built (`structured.OutputSchema.for_target`).
-RESPONSE_FORMAT = rule("a dataclass, a TypedDict or a pydantic model class, or a JSON Schema dict",
-                        lambda value: isinstance(value, (type, Mapping)))
+def _response_format(where: str, value: Any) -> None:
+    """A class, or a schema dict of plain JSON (nesting bounded); checked whole when the
+    request is built (`structured.OutputSchema.for_target`)."""
+    if not isinstance(value, (type, Mapping)):
+        raise InvalidInputError(where, "expected a dataclass, a TypedDict or a pydantic model class, or a JSON "
+                                f"Schema dict, got {_describe(value)}")
+    if isinstance(value, Mapping):
+        check_json_value(value, where)
+
+
+RESPONSE_FORMAT: Check = _response_format
 
 
 _TOKEN_CHARS: Final = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -111,13 +144,25 @@ def check_header_name(where: str, name: Any) -> None:
 
 def check_header_value(where: str, text: Any) -> None:
     """A header value without a line break or NUL (which would split the header, and
-    which http.client refuses only after the request started), or `InvalidInputError`.
-    The value is never shown: any header may carry a credential."""
+    which http.client refuses only after the request started), all Latin-1 (what
+    http.client encodes headers in: anything else failed inside the send with a
+    `UnicodeEncodeError` quoting the whole header), or `InvalidInputError`. The value is
+    never shown, only the position of the character at fault: any header may carry a
+    credential."""
     if not isinstance(text, str):
         raise InvalidInputError(where, f"expected a string, got {json_type_name(text)}")
     if any(c in text for c in "\r\n\0"):
         raise InvalidInputError(where, "the value contains a line break or NUL: a key read from a file "
                                 "often ends with a newline (strip it)")
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        problem = (f"character {exc.start + 1} (U+{ord(text[exc.start]):04X}) cannot be sent in an HTTP header, "
+                   "which takes Latin-1 only: a key pasted from a web page or a document often carries an "
+                   "invisible character (U+200B is a zero-width space); copy it again or type it")
+    else:
+        return
+    raise InvalidInputError(where, problem)
 
 
 def check_headers(where: str, value: Any) -> None:
@@ -135,6 +180,17 @@ def setting(default: Any, check: Check) -> Any:
 def validate_fields(obj: Any) -> None:
     for spec in dataclasses.fields(obj):
         spec.metadata["check"](spec.name, getattr(obj, spec.name))
+
+
+def check_keywords(cls: type, args: tuple[Any, ...], names: Iterable[str]) -> None:
+    """`InvalidInputError` for what the dataclass `cls`'s ``__init__`` would refuse with a
+    bare `TypeError`: a positional argument, or a name that is none of its fields."""
+    if args:
+        raise InvalidInputError(cls.__name__, f"takes keyword arguments only, got {len(args)} positional")
+    known = {spec.name for spec in dataclasses.fields(cls)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise InvalidInputError(unknown[0], f"unknown setting of {cls.__name__} (known: {', '.join(sorted(known))})")
 
 
 # --- request options -------------------------------------------------------------------
@@ -178,7 +234,7 @@ class RequestOptions:
     response_format: Any = setting(None, optional(RESPONSE_FORMAT))
     extra_body: Mapping[str, Any] | None = setting(None, optional(JSON_OBJECT))
     extra_headers: Mapping[str, str] | None = setting(None, optional(check_headers))
-    subagent: str | None = setting(None, optional(STRING))
+    subagent: str | None = setting(None, optional(check_header_value))  # sent as a header
     request_max_retries: int = setting(4, RETRIES)
     max_retry_delay: float = setting(60.0, DELAY)
     connect_timeout: float = setting(10.0, SECONDS)
@@ -188,7 +244,8 @@ class RequestOptions:
     # Which settings the caller named: `__new__` sees the same keywords as `__init__`,
     # and keeping them out of the dataclass fields keeps them out of __init__,
     # __repr__ and __eq__.
-    def __new__(cls, **given: Any) -> RequestOptions:
+    def __new__(cls, *args: Any, **given: Any) -> RequestOptions:
+        check_keywords(cls, args, given)
         self = super().__new__(cls)
         object.__setattr__(self, "_given", frozenset(given))
         return self
@@ -208,12 +265,29 @@ OPTION_NAMES: Final = frozenset(spec.name for spec in dataclasses.fields(Request
 
 
 def options_from(settings: Mapping[str, Any]) -> RequestOptions:
-    """`RequestOptions(**settings)`, with an unknown name reported as an
-    `InvalidInputError` that lists the known ones (rather than a bare TypeError)."""
-    unknown = sorted(set(settings) - OPTION_NAMES)
-    if unknown:
-        raise InvalidInputError(unknown[0], f"unknown setting (known: {', '.join(sorted(OPTION_NAMES))})")
+    """`RequestOptions(**settings)`: an unknown name is an `InvalidInputError` that lists
+    the known ones (rather than a bare TypeError), and so is a name that is not text."""
+    names = [name for name in settings if not isinstance(name, str)]
+    if names:
+        raise InvalidInputError("options", f"setting names must be strings, got {names[0]!r}")
     return RequestOptions(**settings)
+
+
+def as_part(cls: type[_Part], where: str, value: Any) -> _Part:
+    """`value` as one of a provider's or a request's parts (`RequestOptions`, `Quirks`,
+    `Connection`): the part itself, or a dict of its fields made into one (checked as
+    always); anything else is an `InvalidInputError` naming `where`."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(where, f"expected {cls.__name__} or a dict of its fields, got {_describe(value)}")
+    if not all(isinstance(name, str) for name in value):
+        raise InvalidInputError(where, f"the names of a {cls.__name__} dict must be strings")
+    try:
+        return cls(**value)
+    except InvalidInputError as exc:  # named as the caller wrote it: defaults.timeout
+        error = InvalidInputError(f"{where}.{exc.where}", exc.problem)
+    raise error
 
 
 def merge_options(*layers: RequestOptions | None) -> RequestOptions:
@@ -266,6 +340,10 @@ class Quirks:
         None, optional(choice("json_schema", "json_object", "tools")))
     forced_tool_choice: Literal["object", "required"] | None = setting(
         None, optional(choice("object", "required")))
+
+    def __new__(cls, *args: Any, **given: Any) -> Quirks:
+        check_keywords(cls, args, given)
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         validate_fields(self)

@@ -8,10 +8,12 @@ into events with the wire's parser (a `wire.WireParser`) and puts each read's ev
 into a bounded queue as one batch (a queue operation per event would cost more than
 parsing it). The iterator takes the batches in the caller's thread, yields their
 events one by one and raises the stream's error there, after the events that came
-before it. A consumer slower than the server holds the reader back: the queue holds
-the events of at most `max_buffered_bytes` of body (one batch per read of at most
-`body.READ_SIZE` bytes), then the socket's buffers fill and TCP holds the server back,
-so a paused stream costs a bounded amount of memory whatever the server sends.
+before it. A consumer slower than the server holds the reader back: the queue counts
+each batch as the bytes of body that produced its events (an 8 MB event counts 8 MB,
+whichever read completed it), and the reader reads only while fewer than
+`max_buffered_bytes` are queued; then the socket's buffers fill and TCP holds the
+server back. So a paused stream holds at most `max_buffered_bytes` plus one event (and
+the socket buffers), whatever the event sizes.
 
 Time: each read waits at most `idle_timeout` since the last bytes arrived (SSE
 keep-alive comments count: a server that pings through a long silent phase is
@@ -33,19 +35,23 @@ import queue
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Protocol, Union
 
-from .body import READ_SIZE, BodyReader
-from .errors import LlmxError, StreamError, StreamIdleTimeoutError
+from .body import BodyReader
+from .errors import InvalidInputError, LlmxError, StreamError, StreamIdleTimeoutError
 from .events import Event
 from .transport import Deadline, ResponseInfo
 
 if TYPE_CHECKING:  # the protocol only: importing wire at run time would pull in every wire
     from .wire import WireParser
 
-__all__ = ["DEFAULT_BUFFERED_BYTES", "EventStream", "StreamLike"]
+__all__ = ["CLOSED_MESSAGE", "DEFAULT_BUFFERED_BYTES", "EventStream", "StreamLike", "check_stream_like"]
+
+#: What a stream closed before its answer was complete says (`StreamError`).
+CLOSED_MESSAGE: Final = "the stream was closed before the answer was complete"
 
 #: How much of the body a stream holds when its consumer does not keep up.
 DEFAULT_BUFFERED_BYTES: Final = 1 << 20
@@ -70,6 +76,69 @@ _END: Final = _End()
 _Item = Union[list[Event], _End, BaseException]
 
 
+class _Buffer:
+    """The queue between the reader and the iterator, bounded in bytes of body.
+
+    Each item is queued with its size: a batch's is the number of body bytes fed to the
+    parser since the previous batch (what produced its events, however many reads that
+    took), the end marker's or an error's 0. `put` never waits; the reader calls
+    `wait_for_room` before each read instead, so at most `limit` bytes plus the events of
+    one read are queued. One lock and one condition serve both sides: the iterator waits
+    only on an empty queue and the reader only on a full one, never both at once.
+    """
+
+    __slots__ = ("_items", "_bytes", "_limit", "_changed")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[tuple[_Item, int]] = deque()
+        self._bytes = 0
+        self._limit = limit
+        self._changed = threading.Condition(threading.Lock())
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def full(self) -> bool:
+        return self._bytes >= self._limit
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put(self, item: _Item, size: int = 0) -> None:
+        with self._changed:
+            self._items.append((item, size))
+            self._bytes += size
+            self._changed.notify()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Whether there is room, after waiting at most `timeout` for the iterator to take some."""
+        with self._changed:
+            if self._bytes >= self._limit:
+                self._changed.wait(timeout)
+            return self._bytes < self._limit
+
+    def get(self, timeout: float) -> _Item:
+        """The next item, waiting at most `timeout`; `queue.Empty` when none came."""
+        with self._changed:
+            if not self._items:
+                self._changed.wait(timeout)
+                if not self._items:
+                    raise queue.Empty
+            item, size = self._items.popleft()
+            if size:
+                self._bytes -= size
+                self._changed.notify()
+            return item
+
+    def clear(self) -> None:
+        """Drop what is queued (nobody will read it) and wake a reader waiting for room."""
+        with self._changed:
+            self._items.clear()
+            self._bytes = 0
+            self._changed.notify_all()
+
+
 class _Reader:
     """The reader thread's side: body -> parser -> queue.
 
@@ -77,7 +146,7 @@ class _Reader:
     stream can be collected while this thread runs.
     """
 
-    def __init__(self, body: BodyReader, parser: WireParser, events: queue.Queue[_Item],
+    def __init__(self, body: BodyReader, parser: WireParser, events: _Buffer,
                  idle_timeout: float, deadline: Deadline | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._body = body
@@ -96,11 +165,7 @@ class _Reader:
         self._stopping.set()
         if not self._draining:  # a drain ends by itself, and may still save the connection
             self._body.shutdown()
-        try:  # wakes a put() waiting for room; what was queued is not wanted any more
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
+        self._queue.clear()  # wakes a wait for room; what was queued is not wanted any more
 
     def _run(self) -> None:
         try:
@@ -111,16 +176,23 @@ class _Reader:
             self._body.finish()
         # Queued after finish(): when the iterator ends, the connection is back in the
         # pool, so the caller's next request can reuse it.
-        self._put(outcome)
+        if not self._stopping.is_set():
+            self._queue.put(outcome)
 
     def _read_turn(self) -> _End | BaseException:
         """Read, parse and queue events until the turn is over; return what ends the
         stream for the consumer: `_END` or the stream's error."""
-        body, parser, clock, idle = self._body, self._parser, self._clock, self._idle_timeout
+        body, parser, clock, idle, put = self._body, self._parser, self._clock, self._idle_timeout, self._queue.put
         stopping = self._stopping.is_set
         total = self._deadline.at if self._deadline is not None else math.inf
         idle_until = clock() + idle
+        fed = 0  # body bytes fed to the parser since the last batch: what the next batch costs
         while True:
+            if self._queue.full():
+                if not self._wait_for_room():
+                    return _END
+                # Time spent waiting for a slow consumer is not the server's idleness.
+                idle_until = clock() + idle
             remaining = min(idle_until, total) - clock()
             if remaining <= 0:
                 return self._timed_out(total)
@@ -133,11 +205,12 @@ class _Reader:
                 return exc
             if stopping():
                 return _END  # (not queued: nobody is reading)
+            fed += len(data)
             events = parser.feed(data) if data else parser.finish()
-            if events and not self._put(events):
-                return _END
-            # Any bytes are a sign of life (keep-alive comments too). Restarted after the
-            # put: time spent waiting for a slow consumer is not the server's idleness.
+            if events:
+                put(events, fed)
+                fed = 0
+            # Any bytes are a sign of life (keep-alive comments too).
             idle_until = clock() + idle
             if parser.done:
                 if data:
@@ -166,15 +239,13 @@ class _Reader:
             except (TimeoutError, StreamError):
                 return
 
-    def _put(self, item: _Item) -> bool:
-        """Queue `item`, waiting while the queue is full (backpressure); False when stopped."""
-        put, stopping = self._queue.put, self._stopping.is_set
+    def _wait_for_room(self) -> bool:
+        """Wait until the iterator has taken enough for the queue to have room
+        (backpressure), in slices; False when stopped."""
+        wait, stopping = self._queue.wait_for_room, self._stopping.is_set
         while not stopping():
-            try:
-                put(item, timeout=_WAIT_SLICE)
+            if wait(_WAIT_SLICE):
                 return True
-            except queue.Full:
-                continue
         return False
 
 
@@ -188,14 +259,24 @@ class StreamLike(Protocol):
     def close(self) -> None: ...
 
 
+def check_stream_like(where: str, value: object) -> None:
+    """`InvalidInputError` naming `where` unless `value` has what `StreamLike` says."""
+    if not all(callable(getattr(value, name, None)) for name in ("__iter__", "next_event", "close")):
+        raise InvalidInputError(where, "expected a stream (what client.stream() or client.run() returns), "
+                                f"got {type(value).__name__}")
+
+
 class EventStream:
     """The events of one streamed answer: iterate over it, once.
 
     Use it as a context manager, or call `close()`, to stop early; a stream dropped
     half-read (``break``) is closed when garbage collected. Errors (`StreamError`,
     `StreamIdleTimeoutError`, `InStreamError`) are raised by the iterator after the
-    events that came before them, and kept in `error`. Iterating a closed stream ends
-    at once. `on_batch` (called in the caller's thread) sees every batch of events as
+    events that came before them, and kept in `error`. A stream its consumer closed
+    (the thread that closed it is the one iterating) ends at once; one closed by
+    another thread (`client.close()` at shutdown, a watchdog) before its answer was
+    complete raises `StreamError` (`CLOSED_MESSAGE`), so a cut answer never looks
+    whole. `on_batch` (called in the caller's thread) sees every batch of events as
     the iterator takes it from the queue, whatever reads them, and may add to it.
     """
 
@@ -203,7 +284,7 @@ class EventStream:
                  deadline: Deadline | None = None, max_buffered_bytes: int = DEFAULT_BUFFERED_BYTES,
                  on_batch: Callable[[list[Event]], list[Event]] | None = None) -> None:
         self.response = info
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=max(1, -(-max_buffered_bytes // READ_SIZE)))
+        self._queue = _Buffer(max_buffered_bytes)
         try:
             self._reader = _Reader(body, parser, self._queue, idle_timeout, deadline)
         except BaseException:
@@ -212,6 +293,7 @@ class EventStream:
         self._on_batch = on_batch
         self._batch: Iterator[Event] = iter(())
         self._finished = False
+        self._closed_by: threading.Thread | None = None  # who closed it before it finished
         self.completed = False  # the answer arrived whole
         self.error: BaseException | None = None  # what ended it, when it failed
         # Holds the reader, not self: the stream stays collectable.
@@ -243,9 +325,11 @@ class EventStream:
 
     def _next_batch(self, deadline: float | None) -> Event:
         if self._finished:
+            self._raise_if_cut()
             raise StopIteration
         item = self._wait(deadline)
         if item is None:  # closed by another thread
+            self._raise_if_cut()
             raise StopIteration
         if type(item) is list:
             if self._on_batch is not None:
@@ -258,6 +342,15 @@ class EventStream:
             raise item
         self.completed = True
         raise StopIteration
+
+    def _raise_if_cut(self) -> None:
+        """`StreamError` (once) when the stream was closed before its end by a thread
+        other than the one iterating: the consumer did not choose to stop there."""
+        closer = self._closed_by
+        if (closer is not None and closer is not threading.current_thread() and self.error is None
+                and not self.completed):
+            self.error = StreamError(CLOSED_MESSAGE)
+            raise self.error
 
     def _wait(self, deadline: float | None) -> _Item | None:
         """The next queued item, or None once `close()` was called from another thread;
@@ -288,7 +381,11 @@ class EventStream:
 
     def close(self) -> None:
         """Stop reading and release the connection. Idempotent, from any thread; waits
-        (at most a second) for the reader thread to end."""
+        (at most a second) for the reader thread to end. Closed from a thread other than
+        the one iterating, before the answer was complete, the iterator raises
+        `StreamError` (see the class)."""
+        if not self._finished and self._closed_by is None:
+            self._closed_by = threading.current_thread()
         self._finished = True
         self._batch = iter(())
         self._finalizer()  # stops the reader, once

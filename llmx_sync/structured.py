@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 import jiter
 
+from ._jsonrules import check_json_value
 from .errors import InvalidInputError, OutputValidationError
 from .schema import (
     SchemaMismatch,
@@ -88,6 +89,7 @@ class OutputSchema:
         ``^[a-zA-Z0-9_-]{1,64}$``. Raises `InvalidInputError`.
         """
         if isinstance(target, Mapping):
+            check_json_value(target, "response_format")  # plain JSON, nesting bounded (before the deep copy)
             schema = copy.deepcopy(dict(target))
             check_json_schema(schema, where="response_format")
             output_name, target_class = name or "output", None
@@ -106,6 +108,13 @@ class OutputSchema:
 
         Raises `OutputValidationError` with the text and every problem found.
         """
+        try:
+            return self._parse(text)
+        except RecursionError:  # json.loads, the validator and the converters recurse
+            problem = "nested too deep to read"
+        raise OutputValidationError(text, problem)
+
+    def _parse(self, text: str) -> Any:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -10,36 +10,43 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import heapq
 import http.client
+import itertools
 import logging
 import math
 import os
 import random
 import re
+import socket
 import ssl
 import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import requests.auth
 import requests.sessions
 import urllib3
 import urllib3.connection
+import urllib3.response
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.util.wait import wait_for_read
 
 from .errors import (
     BadRequestError,
     ConnectionFailedError,
     DeadlineExceededError,
     UnexpectedStatusError,
+    display_url,
+    redact,
     retry_limit_error,
     status_error,
     status_text,
@@ -155,24 +162,6 @@ def request_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def display_url(url: str) -> str:
-    """`url` as errors and logs show it: the values of its query parameters (which can
-    carry keys) replaced by ``***``, and a password written in it too."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:  # e.g. a bad port or IPv6 literal; requests will say so
-        return "<malformed URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    user = f"{parts.username}:***@" if parts.password is not None else (f"{parts.username}@" if parts.username else "")
-    netloc = f"{user}{host}" + (f":{port}" if port is not None else "")
-    query = urlencode([(name, "***") for name, _ in parse_qsl(parts.query, keep_blank_values=True)],
-                      safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
 def _error_chain(error: BaseException) -> list[BaseException]:
     """`error` and what it wraps (urllib3 reasons, args, causes), outermost first."""
     seen: list[BaseException] = []
@@ -190,11 +179,21 @@ def _error_chain(error: BaseException) -> list[BaseException]:
     return seen
 
 
-def closed_without_response(error: BaseException) -> bool:
-    """The server closed the connection before answering: most often a pooled
-    keep-alive connection the server had already dropped (llama.cpp's server does
-    this after every streamed answer without saying `Connection: close`)."""
-    return any(isinstance(e, http.client.RemoteDisconnected) for e in _error_chain(error))
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the server's close (its FIN, or a TLS close_notify alert before it) is
+    waiting to be read on `sock`; never blocks, reads nothing. Anything else waiting (an
+    early answer) is not a close."""
+    try:
+        # Polled first: a socket with a timeout would wait that long in recv, MSG_DONTWAIT or not.
+        if not wait_for_read(sock, timeout=0.0):
+            return False
+        waiting = socket.socket.recv(sock, 1, socket.MSG_PEEK)
+    except OSError:  # reset: closed too
+        return True
+    return not waiting or (isinstance(sock, ssl.SSLSocket) and waiting == _TLS_ALERT)
+
+
+_TLS_ALERT: Final = b"\x15"  # the content type of a TLS alert record (close_notify)
 
 
 def describe_connection_error(error: BaseException) -> str:
@@ -224,14 +223,127 @@ _SETTINGS_CACHE_SIZE: Final = 64
 
 class _ThisThread(threading.local):
     """What the calling thread is doing: `sending` a request of the SDK's (in
-    `Transport.send`), and whether its last request went out on a socket that had
-    carried a request before (`reused`, set by `_TrackedConnection`)."""
+    `Transport.send`), whether its last request went out on a socket that had carried a
+    request before (`reused`), and whether that request failed before it was fully
+    written (`unsent`: the server had closed the connection before its last bytes, or a
+    write failed), both set by `_TrackedConnection`."""
 
     sending = False
     reused = False
+    unsent = False
+    watch: _Watch | None = None  # the deadline of the request being sent, if it has one
 
 
 _this_thread = _ThisThread()
+
+
+class _Watch:
+    """One try of a request with a deadline, as the watchdog sees it: when it is due, and
+    the connection it went out on (set by `_TrackedConnection`, cleared when the
+    connection goes back to the pool)."""
+
+    __slots__ = ("at", "connection", "armed", "fired")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.connection: _TrackedConnection | None = None
+        self.armed = True
+        self.fired = False
+
+
+class _Watchdog:
+    """Shuts down the socket of a request whose deadline passed while it was being sent
+    or its response awaited. `requests`' read timeout bounds each ``recv``, so a server
+    that trickles its headers (4 bytes/s) would never time out; the body reader keeps
+    its own deadline after that.
+
+    One daemon thread per process (``llmx_sync-deadline``), a heap of watches ordered by
+    time; the thread starts with the first watch and ends when none has been armed for
+    `_WATCHDOG_IDLE` seconds. A watch is disarmed when the try ends, and loses its
+    connection when that goes back to the pool, both under the lock the firing takes:
+    so a socket is never shut down once the request is over or the pool has it.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh state (also in a forked child: the parent's thread and lock are not its own)."""
+        self._lock = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._armed = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, at: float) -> _Watch:
+        watch = _Watch(at)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="llmx_sync-deadline", daemon=True)
+                self._thread.start()
+            heap = self._heap
+            if len(heap) > 2 * self._armed + 64:  # mostly disarmed watches: drop them
+                heap[:] = [entry for entry in heap if entry[2].armed]
+                heapq.heapify(heap)
+            heapq.heappush(heap, (at, next(self._order), watch))
+            self._armed += 1
+            if heap[0][2] is watch:
+                self._lock.notify()
+        return watch
+
+    def disarm(self, watch: _Watch | None) -> bool:
+        """End the watch; whether it had fired (the socket was shut down)."""
+        if watch is None:
+            return False
+        with self._lock:
+            if watch.armed:
+                watch.armed = False
+                self._armed -= 1
+                if not self._armed:
+                    self._lock.notify()  # the thread may end
+            return watch.fired
+
+    def release(self, connection: _TrackedConnection) -> None:
+        """`connection` goes back to the pool: no watch may shut it down from now on."""
+        watch = connection.watch
+        if watch is not None:
+            with self._lock:
+                if watch.connection is connection:
+                    watch.connection = None
+                connection.watch = None
+
+    def _run(self) -> None:
+        lock, heap = self._lock, self._heap
+        with lock:
+            while True:
+                if not self._armed:  # nothing to watch: end unless a watch comes soon
+                    heap.clear()
+                    lock.wait(_WATCHDOG_IDLE)
+                    if not self._armed:
+                        self._thread = None
+                        return
+                    continue
+                at, _, watch = heap[0]
+                wait = at - time.monotonic()
+                if wait > 0:
+                    lock.wait(wait)
+                    continue
+                heapq.heappop(heap)
+                if watch.armed:
+                    watch.armed, watch.fired = False, True
+                    self._armed -= 1
+                    connection = watch.connection
+                    sock = connection.sock if connection is not None else None
+                    if sock is not None:
+                        try:  # the base class's method, for TLS too (see body.SocketBodyReader.shutdown)
+                            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+
+
+# How long the watchdog thread waits for a new watch before it ends.
+_WATCHDOG_IDLE: Final = 0.5
+_watchdog = _Watchdog()
 
 
 @contextlib.contextmanager
@@ -259,20 +371,60 @@ class _HideQueryValues(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(_HideQueryValues())
 
 
+def closes_after_answer(headers: Mapping[str, str]) -> bool:
+    """Whether the server closes the connection right after this response without saying
+    `Connection: close`: llama.cpp's `llama-server` after every streamed answer (its
+    stream ends with the content provider returning false, which ends cpp-httplib's
+    keep-alive loop). Reused, such a connection races the server's close."""
+    return (headers.get("server", "").startswith("llama.cpp")
+            and "text/event-stream" in headers.get("content-type", ""))
+
+
 class _TrackedConnection(urllib3.connection.HTTPConnection):
-    """A connection that counts the requests sent on its current socket."""
+    """A connection that counts the requests sent on its current socket, and on a reused
+    socket tells whether a request failed before it was fully written (`_ThisThread`).
+    `reusable` is False after a response whose server closes the connection anyway: the
+    pool then closes it rather than keep it (`_HTTPPool`)."""
 
     requests_on_socket = 0
+    reusable = True
+    watch: _Watch | None = None
+
+    def _watched(self) -> None:
+        """The request being sent has a deadline: the watchdog may shut this socket down."""
+        watch = _this_thread.watch
+        if watch is not None:
+            watch.connection, self.watch = self, watch
 
     def connect(self) -> None:
+        self._watched()  # before: a TLS handshake that trickles is bounded too
         super().connect()
         self.requests_on_socket = 0
 
     def request(self, *args: Any, **kwargs: Any) -> None:
+        self._watched()
         # No socket yet (a new connection, or one closed since): it connects now, fresh.
         _this_thread.reused = self.sock is not None and self.requests_on_socket > 0
         super().request(*args, **kwargs)
         self.requests_on_socket += 1  # after: a lazy connect() inside restarts the count
+
+    def send(self, data: Any) -> None:
+        """Each piece of the request (the headers, then the body). On a reused socket the
+        server's close is looked for before each piece: found there, the server closed
+        the connection before it could have the whole request."""
+        if _this_thread.reused and self.sock is not None and _peer_closed(self.sock):
+            _this_thread.unsent = True
+            raise http.client.RemoteDisconnected("the server closed the connection before the request was sent")
+        try:
+            super().send(data)
+        except OSError:
+            _this_thread.unsent = _this_thread.reused
+            raise
+
+    def getresponse(self) -> urllib3.response.BaseHTTPResponse:  # type: ignore[override]
+        response = super().getresponse()
+        self.reusable = not closes_after_answer(response.headers)
+        return response
 
 
 class _TrackedHTTPSConnection(_TrackedConnection, urllib3.connection.HTTPSConnection):
@@ -280,7 +432,9 @@ class _TrackedHTTPSConnection(_TrackedConnection, urllib3.connection.HTTPSConnec
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
-    """A pool of `_TrackedConnection`, its queue of idle connections not pre-filled.
+    """A pool of `_TrackedConnection`, its queue of idle connections not pre-filled, that
+    closes a connection coming back whose server will close it anyway
+    (`closes_after_answer`), so that the next request opens a new one.
 
     urllib3 fills a new pool's queue with `maxsize` placeholders (None), so that a pool
     with ``block=True`` can count the connections it lent; 1024 of them took about 1.1 ms
@@ -299,6 +453,13 @@ class _HTTPPool(urllib3.HTTPConnectionPool):
         if not block:
             assert self.pool is not None
             self.pool.maxsize = maxsize  # (read at each put: the queue made unbounded gets its bound)
+
+    def _put_conn(self, conn: Any) -> None:
+        if isinstance(conn, _TrackedConnection):
+            _watchdog.release(conn)
+            if not conn.reusable:
+                conn.close()
+        super()._put_conn(conn)
 
 
 class _HTTPSPool(_HTTPPool, urllib3.HTTPSConnectionPool):
@@ -323,6 +484,7 @@ def _forget_connections_after_fork() -> None:
     could wait on a lock a parent thread held at the fork."""
     for transport in list(_transports):
         transport.reset_pools()
+    _watchdog.reset()
 
 
 os.register_at_fork(after_in_child=_forget_connections_after_fork)
@@ -409,9 +571,10 @@ class Transport:
         Retries (at most ``max_retries + 1`` attempts) on a retryable status and on
         connection errors, waiting `retry_delay`; never waits longer than
         `max_retry_delay` (a server asking for more ends the retries), nor past
-        `deadline`. A pooled connection the server had already closed is sent again
-        once, at once and uncounted (llama-server closes after every answer without
-        saying so); a fresh connection closed without an answer is a counted retry.
+        `deadline`, which also bounds writing the request and waiting for the headers
+        as a whole (`_Watchdog`). A request on a pooled connection the server had
+        closed before the request was fully written is sent again once, at once and
+        uncounted; any other connection closed without an answer is a counted retry.
 
         Raises `UnexpectedStatusError` (a subclass per status; `hint(error)` may add a
         hint) for a final status (a 5xx refusing the request as malformed is a
@@ -424,6 +587,7 @@ class Transport:
         (urllib3's own DEBUG line for the request shows the query values as ``***``).
         """
         where = display_url(url)
+        secrets = request_secrets(url, headers, log_headers or {})
         if logger.isEnabledFor(logging.DEBUG):
             shown = {name: (log_headers or {}).get(name, "***") for name in headers}
             logger.debug("POST %s headers=%s body=%d bytes", where, shown, len(body))
@@ -439,45 +603,69 @@ class Transport:
             connect, read = connect_timeout, read_timeout
             if deadline is not None:
                 connect, read = deadline.bound(connect), deadline.bound(read)
-            _this_thread.reused = False
+            _this_thread.reused = _this_thread.unsent = False
+            # Bounds the whole try, headers and an error's body included: requests' timeouts
+            # bound each read only.
+            watch = _this_thread.watch = _watchdog.arm(deadline.at) if deadline is not None else None
+            failure: Exception | None = None
             try:
                 with _sending():
                     response = self._post(url, body, headers, (connect, read), auth)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.RequestException, urllib3.exceptions.LocationValueError) as exc:
+                failure = exc
+            finally:
+                _this_thread.watch = None
+            # Every error below is raised outside the `except` block: requests' errors quote
+            # the URL, query values and all, and must not be in any error's context.
+            if failure is not None:
+                _watchdog.disarm(watch)
                 if deadline is not None and deadline.passed():
-                    raise deadline.error("while waiting for the server's answer") from None
-                certificate = certificate_problem(exc)
+                    raise deadline.error("while waiting for the server's answer")
+                if isinstance(failure, (requests.exceptions.InvalidURL, urllib3.exceptions.LocationValueError)):
+                    # (urllib3 raises its own for a host it cannot parse, e.g. an empty DNS label.)
+                    # Only the class is named: their messages quote the URL, password and all.
+                    raise ConnectionFailedError(
+                        f"error sending request to {where}: the URL is not valid ({type(failure).__name__})")
+                if not isinstance(failure, (requests.ConnectionError, requests.Timeout)):
+                    # A bad header and the like: no retry can help.
+                    raise ConnectionFailedError(f"error sending request to {where}: {type(failure).__name__}")
+                certificate = certificate_problem(failure)
                 if certificate is not None:
                     raise ConnectionFailedError(
                         f"error sending request to {where}: certificate verify failed ({certificate}); to trust "
                         "a private CA, set REQUESTS_CA_BUNDLE or SSL_CERT_FILE to its PEM file, or pass "
-                        "Client(session=s) with s.verify = '/path/to/ca.pem'") from None
-                if resend_left and _this_thread.reused and closed_without_response(exc):
-                    # The dead connection is gone from the pool: the next try gets a live one.
+                        "Client(session=s) with s.verify = '/path/to/ca.pem'")
+                if resend_left and _this_thread.reused and _this_thread.unsent:
+                    # Nothing reached the server whole; the dead connection is gone from the
+                    # pool, so the next try gets a live one.
                     resend_left = False
                     attempt -= 1
-                    logger.debug("%s had closed the pooled connection; sending again on a new one", where)
+                    logger.debug("%s had closed the pooled connection before the request was written; "
+                                 "sending again on a new one", where)
                     continue
-                reason = f"error sending request to {where}: {describe_connection_error(exc)}"
+                reason = f"error sending request to {where}: {describe_connection_error(failure)}"
                 delay = backoff(attempt, rng)
                 if attempt > max_retries or delay > max_retry_delay:
-                    # Not chained: requests' message quotes the URL, query parameters and all.
-                    raise ConnectionFailedError(reason) from None
+                    raise ConnectionFailedError(reason)
                 _log_retry(attempt, max_retries, reason, delay)
                 retrying(attempt, None, reason, delay)
                 _sleep(delay, cancel, where, deadline)
                 continue
-            except (requests.exceptions.InvalidURL, urllib3.exceptions.LocationValueError) as exc:
-                # (urllib3 raises its own for a host it cannot parse, e.g. an empty DNS label.)
-                # Only the class is named: their messages quote the URL, password and all.
-                raise ConnectionFailedError(
-                    f"error sending request to {where}: the URL is not valid ({type(exc).__name__})") from None
-            except requests.RequestException as exc:  # a bad header and the like: no retry can help
-                raise ConnectionFailedError(f"error sending request to {where}: {type(exc).__name__}") from None
             status = response.status_code
             if 200 <= status <= 299:
-                return response
-            error = _status_error(response, hint)
+                if not _watchdog.disarm(watch):
+                    return response  # the body reader keeps the deadline from here
+                # Cut in its headers (http.client takes the end of the socket for their end).
+                response.close()
+                assert deadline is not None
+                raise deadline.error("while waiting for the server's answer")
+            try:
+                error = _status_error(response, hint, secrets)
+            finally:
+                cut = _watchdog.disarm(watch)
+            if cut:
+                assert deadline is not None
+                raise deadline.error("while the server's error response was read") from error
             if not is_retryable_status(status) or isinstance(error, BadRequestError):
                 raise error  # (a 5xx that refuses the request as malformed is a BadRequestError)
             if attempt > max_retries:
@@ -639,10 +827,27 @@ def certificate_problem(error: BaseException) -> str | None:
     return None
 
 
-def _status_error(response: requests.Response,
-                  hint: Callable[[UnexpectedStatusError], str | None] | None) -> UnexpectedStatusError:
-    """The error for a non-2xx response, with its body text (and a hint); the response
-    is closed (its connection back in the pool when the body was read to the end)."""
+def request_secrets(url: str, headers: Mapping[str, str], shown: Mapping[str, str]) -> set[str]:
+    """What must not come back in an error's text: every header value that is not one of
+    the `shown` (the SDK's own), the token of an ``Authorization`` value, and the URL's
+    query values and password."""
+    own = {name.lower() for name in shown}
+    values = {value for name, value in headers.items() if name.lower() not in own}
+    tokens = {value.split(" ", 1)[1] for value in values if " " in value}  # Bearer <key>
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # the request cannot have gone out
+        return values | tokens
+    query = {value for _, value in parse_qsl(parts.query, keep_blank_values=True)}
+    return values | tokens | query | ({password} if password else set())
+
+
+def _status_error(response: requests.Response, hint: Callable[[UnexpectedStatusError], str | None] | None,
+                  secrets: Iterable[str] = ()) -> UnexpectedStatusError:
+    """The error for a non-2xx response, with its body text (`secrets` in it replaced by
+    ``***``) and a hint; the response is closed (its connection back in the pool when the
+    body was read to the end)."""
     try:
         data = response.raw.read(MAX_ERROR_BODY, decode_content=True)
     except Exception:  # as llmx's `text().unwrap_or_default()`: the status is what matters
@@ -650,7 +855,7 @@ def _status_error(response: requests.Response,
     finally:
         response.close()
     status, headers = response.status_code, CaseInsensitiveDict(response.headers)
-    text = data.decode("utf-8", errors="replace")
+    text = redact(data.decode("utf-8", errors="replace"), secrets)
     error = status_error(status, text, request_id(headers), headers=headers)
     extra = redirect_hint(status, headers.get("location")) if 300 <= status <= 399 else None
     extra = extra or (hint(error) if hint is not None else None)

@@ -49,7 +49,8 @@ from .events import (
     RefusalDelta,
     ToolResult,
 )
-from .stream import StreamLike
+from .settings import SECONDS
+from .stream import StreamLike, check_stream_like
 
 if TYPE_CHECKING:
     from django.http import HttpResponseBase
@@ -119,16 +120,21 @@ def sse_response_body(stream: StreamLike, *, heartbeat: float = 15.0) -> Iterato
     the stream.
     """
     _check_heartbeat(heartbeat, stream)
+    check_stream_like("stream", stream)
     return _sse_frames(stream, heartbeat)
 
 
 def _check_heartbeat(heartbeat: float, source: StreamSource) -> None:
-    """A heartbeat that is not a positive number is refused before a stream is opened
-    (and a stream already open is closed: nothing else would)."""
-    if not heartbeat > 0:
-        if not callable(source):
-            source.close()
-        raise ValueError(f"heartbeat must be a positive number of seconds, got {heartbeat!r}")
+    """A heartbeat that is not a number of seconds (finite, above 0, at most a year) is
+    refused before a stream is opened (and a stream already open is closed: nothing else
+    would)."""
+    try:
+        SECONDS("heartbeat", heartbeat)
+    except InvalidInputError:
+        close = getattr(source, "close", None)
+        if not callable(source) and callable(close):
+            close()
+        raise
 
 
 def _sse_frames(stream: StreamLike, heartbeat: float) -> Iterator[bytes]:
@@ -159,6 +165,11 @@ def text_body(stream: StreamLike) -> Iterator[bytes]:
     aborts the response and the client sees an incomplete body (with chunked
     encoding). Closing the generator closes the stream.
     """
+    check_stream_like("stream", stream)
+    return _text_chunks(stream)
+
+
+def _text_chunks(stream: StreamLike) -> Iterator[bytes]:
     try:
         for event in stream:
             match event:
@@ -200,6 +211,7 @@ def _opened(source: StreamSource, error_body: Callable[[LlmxError], bytes]) -> S
     """The stream (`source` itself, or what calling it returns), or the body and status
     of the response to an `LlmxError` raised while opening it."""
     if not callable(source):
+        check_stream_like("source", source)
         return source
     try:
         return source()

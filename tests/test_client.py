@@ -206,7 +206,9 @@ def test_errors_before_io(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("LLMX_TEST_MISSING_KEY", raising=False)
     with Client(base_url=llm_server.url) as client:
         with pytest.raises(InvalidInputError, match="^response_format: expected a dataclass"):
-            client.stream(Prompt(input=[], output_schema=[1, 2]), model="m")
+            client.stream(Prompt(input=[]), model="m", response_format=[1, 2])
+        with pytest.raises(InvalidInputError, match="^output_schema: expected a dataclass"):
+            Prompt(input=[], output_schema=[1, 2])
     with Client(Provider(name="p", base_url=llm_server.url, env_key="LLMX_TEST_MISSING_KEY")) as client:
         with pytest.raises(EnvVarError, match="LLMX_TEST_MISSING_KEY"):
             client.stream("hi", model="m")

@@ -242,8 +242,12 @@ with Client(base_url=url) as client:
             print("paused", flush=True)
             sys.stdin.readline()
             report["growth"] = status("VmHWM") - before
-        deltas = [len(e.delta) for e in stream if isinstance(e, OutputTextDelta)]
-        report.update(deltas=len(deltas), chars=sum(deltas), completed=stream.completed)
+        deltas = chars = 0  # counted as they pass: a list of them would weigh on the peak
+        for event in stream:
+            if isinstance(event, OutputTextDelta):
+                deltas += 1
+                chars += len(event.delta)
+        report.update(deltas=deltas, chars=chars, completed=stream.completed)
     except LlmxError as exc:
         report["error"] = f"{type(exc).__name__}: {exc}"
     report.setdefault("growth", status("VmHWM") - before)

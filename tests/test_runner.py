@@ -149,6 +149,17 @@ def sent_messages(server: LLMServer, index: int) -> list[dict[str, Any]]:
     return messages
 
 
+def read_cut(run: RunStream) -> list[Event]:
+    """The run's events up to the `StreamError` a close from another thread raises (a
+    run that ends without it fails)."""
+    events: list[Event] = []
+    with pytest.raises(StreamError, match="closed before"):
+        while True:
+            events.append(run.next_event(timeout=PATIENCE))
+            assert len(events) < 1000, f"the run does not end: {events[-5:]}"
+    return events
+
+
 def close_when(event: threading.Event, close: Any) -> list[float]:
     """Call `close` from another thread once `event` is set; the list gets the time."""
     closed_at: list[float] = []
@@ -446,7 +457,7 @@ def test_close_during_a_tool_ends_the_run_and_drops_the_result(llm_server: LLMSe
     llm_server.enqueue(calls_reply(("c1", "wait_here", '{"city": "Paris"}')), answer_reply())
     run = client.run("Wait", model="m", tools=[tool(gate.wait_here)])
     closed_at = close_when(gate.entered, run.close)
-    events = read(run)  # blocks in the tool until the close
+    events = read_cut(run)  # blocks in the tool until the close
     assert time.monotonic() - closed_at[0] < 1
     assert run.closed and not gate.returned.is_set()
     assert of_type(events, ToolResult) == []
@@ -470,7 +481,7 @@ def test_a_result_that_arrives_after_close_is_dropped(llm_server: LLMServer, cli
 
     llm_server.enqueue(calls_reply(("c1", "hang_up", '{"city": "Paris"}')), answer_reply())
     runs.append(client.run("Bye", model="m", tools=[hang_up]))
-    events = read(runs[0])
+    events = read_cut(runs[0])  # the tool's thread closed it: cut, not ended
     assert [event.type for event in events][-1] == "completed"
     assert not any(isinstance(item, FunctionCallOutput) for item in runs[0].history)
     time.sleep(0.3)  # time for a request that should not come
@@ -484,10 +495,11 @@ def test_close_during_a_stream_releases_its_connection(llm_server: LLMServer, cl
     first_text = threading.Event()
     closed_at = close_when(first_text, run.close)
     events: list[Event] = []
-    for event in run:  # blocks in the stalled second turn until the close
-        events.append(event)
-        if isinstance(event, OutputTextDelta):
-            first_text.set()
+    with pytest.raises(StreamError, match="closed before"):
+        for event in run:  # blocks in the stalled second turn until the close
+            events.append(event)
+            if isinstance(event, OutputTextDelta):
+                first_text.set()
     assert time.monotonic() - closed_at[0] < 1
     assert [e.turn for e in of_type(events, Completed)] == [1]
     assert released(llm_server) and llm_server.wait_for_client_disconnect()
@@ -511,7 +523,7 @@ def test_close_while_the_next_request_is_sent_closes_its_stream(llm_server: LLMS
         closed.set()
 
     threading.Thread(target=lambda: llm_server.wait_for_requests(2, PATIENCE) and close(), daemon=True).start()
-    events = read(run)
+    events = read_cut(run)
     assert [event.type for event in events][-1] == "tool_result"
     # The stream that opened after the close is closed too (the run is still referenced).
     assert released(llm_server) and llm_server.wait_for_client_disconnect()
@@ -547,7 +559,7 @@ def test_closing_the_client_ends_its_runs(llm_server: LLMServer, gate: Gate) -> 
     client = Client(base_url=llm_server.url)
     run = client.run("Wait", model="m", tools=[tool(gate.wait_here)])
     closed_at = close_when(gate.entered, client.close)
-    events = read(run)
+    events = read_cut(run)
     assert time.monotonic() - closed_at[0] < 1
     assert run.closed and of_type(events, ToolResult) == []
     no_further_request(llm_server, 1, gate)

@@ -94,7 +94,9 @@ def test_a_json_answer_is_structured_output() -> None:
         name: str
         population: int
 
-    with ScriptedServer(json_answer({"name": "Paris", "population": 2100000})) as server:
+    # Paced, so that the pieces arrive in batches of their own: the partial value is
+    # parsed at most once per batch.
+    with ScriptedServer(json_answer({"name": "Paris", "population": 2100000}, delay=0.02)) as server:
         stream = client_of(server).stream("Paris?", model="m", response_format=City)
         values = [event.value for event in stream if event.type == "output_json.delta"]
         assert stream.collect().parsed == City("Paris", 2100000)
@@ -134,7 +136,8 @@ def test_delays_pace_the_chunks_and_the_headers() -> None:
 def test_statuses_drops_and_in_stream_errors_as_the_sdk_sees_them() -> None:
     with ScriptedServer(error_reply(429, "Slow down", retry_after=0), closed_without_response(),
                         answer("Made it.")) as server:
-        assert client_of(server, max_retry_delay=0.1).stream("q", model="m").collect().text == "Made it."
+        # (the drop after a whole request is a counted retry: its backoff, 0.4 s, must be allowed)
+        assert client_of(server, max_retry_delay=1.0).stream("q", model="m").collect().text == "Made it."
         assert len(server.requests) == 3
         assert server.requests[0].json() == server.requests[2].json()
     with ScriptedServer(error_reply(400, "bad model", code="model_not_found")) as server:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from .._jsonrules import loads_chunk, rust_trim
+from .._pieces import TextPieces
 from ..errors import InStreamError, LlmxError, StreamError, shorten
 from ..events import (
     Completed,
@@ -274,10 +275,10 @@ class ChatSSEParser:
         self._response_id = ""
         self._token_usage: TokenUsage | None = None
         self._finish_reason: str | None = None  # set: only usage, errors and [DONE] still count
-        self._text: list[str] | None = None  # the pending assistant message's deltas (None: no message yet)
+        self._text: TextPieces | None = None  # the pending assistant message's deltas (None: no message yet)
         self._refusal: list[str] = []  # its refusal deltas
         self._parts: list[ResponseItem] = []  # content parts this SDK has no item for, kept as `Other`
-        self._reasoning: list[str] | None = None  # the pending reasoning item's deltas
+        self._reasoning: TextPieces | None = None  # the pending reasoning item's deltas
         self._reasoning_fields: dict[str, Any] | None = None  # its MESSAGE_PROVIDER_FIELDS
         self._calls: list[_ToolCallState] = []  # in order of first appearance
         self._calls_by_index: dict[int, _ToolCallState] = {}
@@ -290,6 +291,10 @@ class ChatSSEParser:
         self._on_events(self._decoder.feed(data), out)
         if self._decoder.error is not None and not self.done:
             self._fail(self._decoder.error)
+        if self._text is not None:  # once per read: runs of tiny deltas become one string each
+            self._text.compact()
+        if self._reasoning is not None:
+            self._reasoning.compact()
         return out
 
     def feed_chunk(self, chunk: Any) -> list[Event]:
@@ -453,9 +458,9 @@ class ChatSSEParser:
         self._refusal.append(text)
         out.append(RefusalDelta(text))
 
-    def _open_message(self, out: list[Event]) -> list[str]:
+    def _open_message(self, out: list[Event]) -> TextPieces:
         if self._text is None:
-            self._text = []
+            self._text = TextPieces()
             out.append(OutputItemAdded(Message(role="assistant", content=[])))
         return self._text
 
@@ -487,9 +492,9 @@ class ChatSSEParser:
         self._open_reasoning(out).append(text)
         out.append(ReasoningContentDelta(text))
 
-    def _open_reasoning(self, out: list[Event]) -> list[str]:
+    def _open_reasoning(self, out: list[Event]) -> TextPieces:
         if self._reasoning is None:
-            self._reasoning = []
+            self._reasoning = TextPieces()
             out.append(OutputItemAdded(Reasoning(content=[])))
         return self._reasoning
 

@@ -389,12 +389,11 @@ def test_llama_server_sequential_streams_survive_dropped_keep_alive(
     llama_server: LlamaServerBinary, caplog: pytest.LogCaptureFixture
 ) -> None:
     # llama-server closes the connection after a streamed answer without a
-    # `Connection: close` header; urllib3 notices a dead pooled connection only when the
-    # FIN arrived before the reuse, so now and then a request goes out on a closed socket
-    # and fails with RemoteDisconnected before any response byte. The transport sends
-    # such a request again at once (and, should that fail too, retries it as a
-    # connection error), so every stream must succeed.
-    caplog.set_level("INFO", logger="llmx_sync")
+    # `Connection: close` header; reused, a pooled connection raced that close (about 1
+    # request in 7 under load went out on a closed socket and was retried). The pool
+    # closes such a connection instead of keeping it: every request goes out on a new
+    # one, with no resend and no counted retry.
+    caplog.set_level("DEBUG", logger="llmx_sync")
     model = str(llama_server.model_id)
     with Client(base_url=llama_server.base_url) as client:
         for i in range(6):
@@ -403,7 +402,5 @@ def test_llama_server_sequential_streams_survive_dropped_keep_alive(
             assert result.text.strip(), (i, result)
             assert result.finish_reason in ("stop", "length"), (i, result)
             assert result.token_usage is not None and result.token_usage.output_tokens > 0, (i, result)
-    # Any retry must have been for exactly that reason, never for a status.
-    for record in caplog.records:
-        if "failed" in record.getMessage():
-            assert "closed the connection without sending a response" in record.getMessage(), record.getMessage()
+    assert not [record.getMessage() for record in caplog.records
+                if "failed" in record.getMessage() or "sending again" in record.getMessage()]
