@@ -18,13 +18,15 @@ tests/readme_blocks.py). Each line of the other shell blocks that runs ``llmx-sy
 in bash, on a terminal (``run_in_a_terminal``), in a directory that has the repository's
 ``examples/`` (the files the lines name), as from the repository's root.
 
-The servers run with the model's whole context, 8192 tokens (one slot for llama-server):
-the snippets send the ``litellm`` built-in's ``max_tokens`` (8192), and the bundled 135M
-model sometimes writes on and on (a haiku of 2 500 tokens was seen); with
-llama-cpp-python's default context of 2048, such an answer sent back in the next request
-(``llmx-sync chat -c``) no longer fits. The python snippets that send an answer back bound
-it (``max_tokens=400``). A long answer takes minutes at this machine's pace: hence the
-generous timeouts. Skipped, with the reason, where a server or the proxy is not installed.
+The servers run with a context of 16 384 tokens (one slot for llama-server), twice the
+model's own: the snippets send the ``litellm`` built-in's ``max_tokens`` (8192), and the
+bundled 135M model sometimes writes on and on (a haiku of 2 500 tokens was seen, and an
+answer that ran to the 8192 tokens); ``llmx-sync chat -c`` sends such an answer back, and
+with the model's own context of 8192 the request no longer fits (seen: "request (8202
+tokens) exceeds the available context size (8192 tokens)"). The python snippets that send
+an answer back bound it (``max_tokens=400``). A long answer takes minutes at this machine's
+pace: hence the generous timeouts. Skipped, with the reason, where a server or the proxy is
+not installed.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ RUNNER = Path(__file__).with_name("readme_runner.py")
 # The environment of a newcomer's shell: nothing that would send the snippets elsewhere.
 CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLMX_MODEL", "LLMX_OSS_BASE_URL", "LLMX_OSS_PORT",
            "LLMX_API_KEY", "LLMX_BASE_URL", "NO_COLOR")
-CONTEXT = 8192
+CONTEXT = 2 * 8192  # room for a whole answer sent back, and its reply
 # llama-server logs this when a request's tool_choice is the forcing object (it then
 # answers as with "auto"): the client must have sent "required" instead.
 OBJECT_IGNORED = "Wrong type supplied for parameter 'tool_choice'"
