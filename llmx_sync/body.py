@@ -58,9 +58,14 @@ class BodyReader(Protocol):
     def complete(self) -> bool:
         """The whole body has been read."""
 
-    def read(self) -> bytes:
-        """The next bytes of the body, ``b""`` at its end. Raises `TimeoutError` when
-        the timeout set by `set_timeout` passes, and `StreamError` when the body breaks."""
+    @property
+    def resumable(self) -> bool:
+        """A `read` cut by its timeout may be called again: nothing was lost."""
+
+    def read(self, size: int = 0) -> bytes:
+        """The next bytes of the body (at most `size` off the wire when given), ``b""``
+        at its end. Raises `TimeoutError` when the timeout set by `set_timeout` passes,
+        and `StreamError` when the body breaks."""
 
     def set_timeout(self, seconds: float) -> None:
         """Bound the next `read` (called in the reader thread)."""
@@ -151,6 +156,7 @@ class SocketBodyReader:
         self._dechunker = _Dechunker() if original.chunked else None
         self._remaining: int | None = original.length if self._dechunker is None else None
         self.complete = self._remaining == 0  # (at once: Content-Length: 0)
+        self.resumable = isinstance(fp.raw, socket.SocketIO)
 
     @classmethod
     def of(cls, response: requests.Response, *, read_size: int = READ_SIZE) -> SocketBodyReader | None:
@@ -165,13 +171,18 @@ class SocketBodyReader:
             return cls(response, original, fp, sock, read_size=read_size)
         return None
 
-    def read(self) -> bytes:
+    def read(self, size: int = 0) -> bytes:
         if self.complete:
             return b""
+        size = size or self._read_size
         while True:
             try:
-                data = self._fp.read1(self._read_size)
+                data = self._fp.read1(size)
             except TimeoutError:
+                # Nothing was taken from the socket or the buffer (the dechunker keeps its
+                # state), so the read may be tried again; the socket's file object
+                # refuses that after any timeout unless told otherwise.
+                self._fp.raw._timeout_occurred = False  # type: ignore[attr-defined]
                 raise
             except (OSError, ValueError) as exc:
                 raise transport_error(_os_reason(exc)) from exc
@@ -234,14 +245,16 @@ class Urllib3BodyReader:
         self._released = False  # finish() ran: the socket may belong to someone else now
         self._pid = os.getpid()  # a forked child shares the socket: it must never shut it down
         self.complete = False
+        # http.client's readers may lose a partly read chunk-size line to a timeout.
+        self.resumable = False
 
-    def read(self) -> bytes:
+    def read(self, size: int = 0) -> bytes:
         if self.complete:
             return b""
         raw = self._response.raw
         try:
             read = raw.read1 if hasattr(raw, "read1") else raw.read
-            data = read(self._read_size, decode_content=True)
+            data = read(size or self._read_size, decode_content=True)
         except urllib3.exceptions.ReadTimeoutError as exc:
             raise TimeoutError(str(exc)) from exc
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:

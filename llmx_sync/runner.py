@@ -315,7 +315,9 @@ class RunStream:
                 if self._tool_turn is not None:
                     self._collect_tool_result(wait)
                 else:
-                    self._next_stream_event(wait)
+                    # Without a timeout the stream's own next(): it reads in this thread,
+                    # bounded by its deadlines, and close() and Ctrl-C end that wait.
+                    self._next_stream_event(None if deadline is None else wait)
         except (StopIteration, TimeoutError):
             raise
         except BaseException as exc:
@@ -323,16 +325,20 @@ class RunStream:
             self.close()
             raise
 
-    def _next_stream_event(self, wait: float) -> None:
+    def _next_stream_event(self, wait: float | None) -> None:
         stream = self._state.stream
         assert stream is not None
         try:
-            event = stream.next_event(wait)
+            event = next(stream) if wait is None else stream.next_event(wait)
         except TimeoutError:
             return
         except StopIteration:
             self._end_turn(stream)
             return
+        except StreamError:
+            if self._state.closed.is_set():
+                return  # the run was closed, which cut its stream: the loop says so
+            raise
         if isinstance(event, Completed):
             event = dataclasses.replace(event, turn=self.turn)
         self._pending.append(event)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import queue
 import threading
 import time
@@ -62,10 +63,14 @@ _WAIT_SLICE: Final = 0.1
 # (normally just the last chunk's framing): at most this much, for at most this long.
 _DRAIN_BYTES: Final = 64 * 1024
 _DRAIN_SECONDS: Final = 1.0
+# The stream's first read is small: the first events are handed over without waiting
+# for a burst of the ones after them to be parsed (time to the first event).
+_FIRST_READ: Final = 2048
 # How long close() waits for the reader thread (which stops within a read or a wait slice).
 _JOIN_TIMEOUT: Final = 1.0
 
 _thread_numbers = itertools.count(1)
+_FORKED_MESSAGE: Final = "the stream was opened in another process (before a fork); open a new one in this process"
 
 
 class _End:
@@ -140,10 +145,15 @@ class _Buffer:
 
 
 class _Reader:
-    """The reader thread's side: body -> parser -> queue.
+    """The reading side: body -> parser -> events, in the caller's thread or in a thread
+    of its own (see the module).
 
     It knows the queue and the body, never the `ResponseStream`, so that an abandoned
-    stream can be collected while this thread runs.
+    stream can be collected while its thread runs. One thread at a time reads the body:
+    the caller's (`read_here`) until `start` hands the body to the reader thread, for
+    good. `stop` may come from any thread at any time; the lock orders it with a read in
+    the caller's thread, so that the body is finished exactly once, by the thread that
+    holds it (or by `stop` when nobody does).
     """
 
     def __init__(self, body: BodyReader, parser: WireParser, events: _Buffer,
@@ -156,66 +166,167 @@ class _Reader:
         self._deadline = deadline
         self._clock = clock
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._busy = False  # the caller's thread is reading
+        self._released = False  # body.finish() ran (or another process owns the body)
+        self._outcome: _End | BaseException | None = None  # the turn is over: what ends the stream
         self._draining = False  # the turn is over; the body is read only to reuse the connection
-        self.thread = threading.Thread(target=self._run, name=f"llmx_sync-reader-{next(_thread_numbers)}",
-                                       daemon=True)
+        self._pid = os.getpid()  # a forked child never reads or releases its parent's body
+        self.thread: threading.Thread | None = None
+        self._read_size = _FIRST_READ  # then the body's own
 
     def stop(self) -> None:
-        """Make the thread end soon and release its connection. Any thread; never blocks."""
-        self._stopping.set()
+        """Make the reading end soon and release its connection. Any thread; never blocks."""
+        with self._lock:
+            self._stopping.set()
+            idle = self.thread is None and not self._busy  # nobody holds the body: release it here
         if not self._draining:  # a drain ends by itself, and may still save the connection
             self._body.shutdown()
         self._queue.clear()  # wakes a wait for room; what was queued is not wanted any more
+        if idle:
+            self._release()
+
+    def forked(self) -> bool:
+        """Whether this is a forked child of the process that opened the stream."""
+        return os.getpid() != self._pid
+
+    def _release(self) -> None:
+        """`body.finish()`, once, in the process that opened the body."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        if os.getpid() == self._pid:
+            self._body.finish()
+
+    # -- in the caller's thread -----------------------------------------------------
+
+    def read_here(self) -> _Item | None:
+        """The next batch, or what ends the stream, read in the calling thread; None once
+        stopped. An exception of the reading (a bug) is returned like a stream error;
+        a `KeyboardInterrupt` propagates (the caller closes the stream)."""
+        if self.forked():
+            return StreamError(_FORKED_MESSAGE)
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            self._busy = True
+        # In the main thread the wait is cut into slices, between which Python sees a
+        # Ctrl-C (a signal may land in another thread and leave recv blocked, and
+        # `_thread.interrupt_main` sends none). Elsewhere `stop` wakes the read.
+        wait_slice = _WAIT_SLICE if threading.current_thread() is threading.main_thread() else math.inf
+        item: _Item | None = None
+        try:
+            item = self._next_item(wait_slice)[0]
+        except Exception as exc:  # a bug, not a stream error: raised like one
+            item = self._outcome = exc
+        finally:
+            with self._lock:
+                self._busy = False
+                stopped = self._stopping.is_set()
+            ended = type(item) is not list and item is not None
+            # Released as soon as the body is read to its end, before the last events
+            # are handed over: a consumer that stops there still leaves the connection
+            # to the pool. (A KeyboardInterrupt leaves it to close().)
+            if stopped or ended or (self._outcome is not None and self._body.complete):
+                self._release()
+        return None if stopped else item
+
+    def can_read_here(self) -> bool:
+        """Whether `read_here` may serve the calling thread: its reads must be cut into
+        slices in the main thread, which only a resumable body allows."""
+        return self._body.resumable or threading.current_thread() is not threading.main_thread()
+
+    def start(self) -> None:
+        """Hand the body over to a reader thread, which reads on ahead of the caller
+        into the queue (for `next_event` with a timeout). Once only; not while stopped."""
+        if self.thread is not None or self._stopping.is_set():
+            return
+        if self._released:  # the caller's thread read the turn to its end already
+            self._queue.put(self._outcome if self._outcome is not None else _END)
+            self._outcome = _END  # (queued once)
+            return
+        self.thread = threading.Thread(target=self._run, name=f"llmx_sync-reader-{next(_thread_numbers)}",
+                                       daemon=True)
+        self.thread.start()
+
+    # -- in the reader thread -------------------------------------------------------
 
     def _run(self) -> None:
+        put, full = self._queue.put, self._queue.full
         try:
-            outcome = self._read_turn()
+            while True:
+                if full() and not self._wait_for_room():
+                    outcome: _End | BaseException = _END
+                    break
+                item, fed = self._next_item(math.inf)
+                if not isinstance(item, list):
+                    outcome = item
+                    break
+                put(item, fed)
         except BaseException as exc:  # a bug, not a stream error: raise it in the consumer's thread
             outcome = exc
         finally:
-            self._body.finish()
-        # Queued after finish(): when the iterator ends, the connection is back in the
-        # pool, so the caller's next request can reuse it.
+            self._release()
+        # Queued after the release: when the iterator ends, the connection is back in
+        # the pool, so the caller's next request can reuse it.
         if not self._stopping.is_set():
             self._queue.put(outcome)
 
-    def _read_turn(self) -> _End | BaseException:
-        """Read, parse and queue events until the turn is over; return what ends the
-        stream for the consumer: `_END` or the stream's error."""
-        body, parser, clock, idle, put = self._body, self._parser, self._clock, self._idle_timeout, self._queue.put
+    def _wait_for_room(self) -> bool:
+        """Wait until the iterator has taken enough for the queue to have room
+        (backpressure), in slices; False when stopped."""
+        wait, stopping = self._queue.wait_for_room, self._stopping.is_set
+        while not stopping():
+            if wait(_WAIT_SLICE):
+                return True
+        return False
+
+    # -- either -----------------------------------------------------------------------
+
+    def _next_item(self, wait_slice: float) -> tuple[_Item, int]:
+        """Read until the body gives events or the turn is over. Returns the events and
+        the body bytes that produced them (what the batch counts in the queue), or what
+        ends the stream: `_END` or the stream's error. Each read waits at most
+        `wait_slice` at a time (the body must be resumable when that is finite).
+
+        Each call starts a new idle period: the time between calls is the consumer's
+        (or a wait for room in the queue), not the server's idleness."""
+        if self._outcome is not None:
+            if not self._body.complete and not self._stopping.is_set():
+                self._drain()
+            return self._outcome, 0
+        body, parser, clock, idle = self._body, self._parser, self._clock, self._idle_timeout
         stopping = self._stopping.is_set
         total = self._deadline.at if self._deadline is not None else math.inf
         idle_until = clock() + idle
-        fed = 0  # body bytes fed to the parser since the last batch: what the next batch costs
+        fed = 0
         while True:
-            if self._queue.full():
-                if not self._wait_for_room():
-                    return _END
-                # Time spent waiting for a slow consumer is not the server's idleness.
-                idle_until = clock() + idle
             remaining = min(idle_until, total) - clock()
             if remaining <= 0:
-                return self._timed_out(total)
-            body.set_timeout(remaining)
+                return self._timed_out(total), 0
+            body.set_timeout(min(remaining, wait_slice))
             try:
-                data = body.read()
+                data = body.read(self._read_size)
             except TimeoutError:
-                return self._timed_out(total)
+                if wait_slice < remaining:
+                    continue  # a slice passed, not the timeout
+                return self._timed_out(total), 0
             except StreamError as exc:
-                return exc
+                return exc, 0
             if stopping():
-                return _END  # (not queued: nobody is reading)
+                return _END, 0  # (nobody reads it)
+            self._read_size = 0
             fed += len(data)
             events = parser.feed(data) if data else parser.finish()
-            if events:
-                put(events, fed)
-                fed = 0
             # Any bytes are a sign of life (keep-alive comments too).
             idle_until = clock() + idle
             if parser.done:
-                if data:
-                    self._drain()
-                return parser.error or _END
+                self._outcome = parser.error or _END
+                if not events:
+                    return self._next_item(wait_slice)
+            if events:
+                return events, fed
 
     def _timed_out(self, total: float) -> LlmxError:
         if self._deadline is not None and self._clock() >= total:
@@ -223,6 +334,8 @@ class _Reader:
         return StreamIdleTimeoutError()
 
     def _drain(self) -> None:
+        """Read what follows the turn's end (normally the last chunk's framing), so
+        that the connection can go back to the pool."""
         self._draining = True
         if self._stopping.is_set():
             return
@@ -238,15 +351,6 @@ class _Reader:
                 budget -= len(body.read())
             except (TimeoutError, StreamError):
                 return
-
-    def _wait_for_room(self) -> bool:
-        """Wait until the iterator has taken enough for the queue to have room
-        (backpressure), in slices; False when stopped."""
-        wait, stopping = self._queue.wait_for_room, self._stopping.is_set
-        while not stopping():
-            if wait(_WAIT_SLICE):
-                return True
-        return False
 
 
 class StreamLike(Protocol):
@@ -298,7 +402,6 @@ class EventStream:
         self.error: BaseException | None = None  # what ended it, when it failed
         # Holds the reader, not self: the stream stays collectable.
         self._finalizer = weakref.finalize(self, self._reader.stop)
-        self._reader.thread.start()
 
     # -- iteration ------------------------------------------------------------
 
@@ -327,7 +430,16 @@ class EventStream:
         if self._finished:
             self._raise_if_cut()
             raise StopIteration
-        item = self._wait(deadline)
+        reader = self._reader
+        if deadline is None and reader.thread is None and reader.can_read_here():
+            try:
+                item = reader.read_here()
+            except BaseException:  # KeyboardInterrupt while reading: nobody will read on
+                self.close()
+                raise
+        else:
+            reader.start()
+            item = self._wait(deadline)
         if item is None:  # closed by another thread
             self._raise_if_cut()
             raise StopIteration
@@ -369,7 +481,10 @@ class EventStream:
                 except queue.Empty:
                     if self._finished:
                         return None
-                    if not self._reader.thread.is_alive() and self._queue.empty():
+                    thread = self._reader.thread
+                    if (thread is None or not thread.is_alive()) and self._queue.empty():
+                        if self._reader.forked():  # (the thread was the parent's)
+                            return StreamError(_FORKED_MESSAGE)
                         return StreamError("the reader thread ended without a result")
         except TimeoutError:
             raise
@@ -390,7 +505,7 @@ class EventStream:
         self._batch = iter(())
         self._finalizer()  # stops the reader, once
         thread = self._reader.thread
-        if thread is not threading.current_thread() and thread.is_alive():
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
             thread.join(_JOIN_TIMEOUT)
 
     @property

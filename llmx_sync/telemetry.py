@@ -327,9 +327,13 @@ class _TracedBody:
     def complete(self) -> bool:
         return self._body.complete
 
-    def read(self) -> bytes:
+    @property
+    def resumable(self) -> bool:
+        return self._body.resumable
+
+    def read(self, size: int = 0) -> bytes:
         try:
-            return self._body.read()
+            return self._body.read(size)
         except BaseException as exc:
             self._problem = exc
             raise

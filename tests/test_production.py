@@ -191,6 +191,29 @@ def test_a_child_closing_its_copy_of_an_open_stream_leaves_the_parents_alone(llm
     assert stream.completed
 
 
+@pytest.mark.usefixtures("body_reader")
+def test_a_child_never_reads_its_copy_of_an_open_stream(llm_server: LLMServer) -> None:
+    # The stream reads in the thread that iterates it: a forked child iterating its copy
+    # would take the parent's bytes off the shared socket. It gets an error instead.
+    llm_server.enqueue(Reply(body=[sse_event(chat_chunk("before", role="assistant")), Pause(0.5),
+                                   *text_stream_body([" after"])]))
+    with Client(base_url=llm_server.url) as client:
+        stream = client.stream("hi", model="m")
+        assert isinstance(next(stream), OutputItemAdded)
+
+        def read_the_copy() -> str:
+            return "".join(e.delta for e in stream if isinstance(e, OutputTextDelta))
+
+        report = child_report(*fork_child(read_the_copy))
+        assert report.keys() == {"error"}
+        assert report["error"].startswith("StreamError: ")
+        assert report["error"].endswith("the stream was opened in another process (before a fork); "
+                                        "open a new one in this process")
+        text = "".join(e.delta for e in stream if isinstance(e, OutputTextDelta))
+    assert text == "before after"
+    assert stream.completed
+
+
 # --- 2. redirects ----------------------------------------------------------------------------
 
 

@@ -49,6 +49,7 @@ from llmx_sync.events import (
 )
 from llmx_sync.models import FunctionCall, Message
 from llmx_sync.response import ResponseStream
+from llmx_sync.stream import CLOSED_MESSAGE
 
 # Every test here runs on both body readers (the socket fast path and urllib3's public
 # API), as CI must; see `body_reader` in conftest.py.
@@ -290,7 +291,7 @@ def test_a_slow_consumer_holds_the_reader_back(llm_server: LLMServer) -> None:
         pass
     client = Client(big_buffers.provider, max_buffered_bytes=3 * READ_SIZE)
     with client, client.stream("hi", model="m") as stream:
-        first = next(stream)
+        first = stream.next_event(timeout=30)  # with a timeout: the reader thread reads ahead
         assert isinstance(first, OutputItemAdded)
         time.sleep(0.5)  # the reader fills the queue, then waits
         # At most the limit, plus what one read added before the reader saw it full.
@@ -300,6 +301,90 @@ def test_a_slow_consumer_holds_the_reader_back(llm_server: LLMServer) -> None:
         assert unread_bytes(llm_server.port) > 0
         texts = [e.delta for e in stream if isinstance(e, OutputTextDelta)]
     assert texts == tokens
+
+
+# --- which thread reads ------------------------------------------------------------------------
+
+
+def paced_tokens(count: int) -> tuple[list[str], Reply]:
+    """`count` text deltas, each its own read (a pause before each)."""
+    tokens = [f"p{i} " for i in range(count)]
+    body: list[bytes | Pause] = []
+    for piece in text_stream_body(tokens):
+        body += [piece, Pause(0.02)]
+    return tokens, Reply(body=body)
+
+
+def test_a_for_loop_reads_in_its_own_thread(llm_server: LLMServer, client: Client, body_reader: str) -> None:
+    # (In the main thread a read must be cut into slices, to see a Ctrl-C: urllib3's
+    # reader cannot resume a read cut short, so it reads in a reader thread there.)
+    tokens, reply = paced_tokens(8)
+    llm_server.enqueue(reply)
+    texts: list[str] = []
+    threads_seen: set[int] = set()
+    with client.stream("hi", model="m") as stream:
+        assert reader_threads() == []  # an open stream nobody reads costs no thread
+        for event in stream:
+            threads_seen.add(len(reader_threads()))
+            if isinstance(event, OutputTextDelta):
+                texts.append(event.delta)
+    assert texts == tokens
+    assert threads_seen == ({0} if body_reader == "socket" else {1})
+    assert stream.completed
+    assert wait_for(lambda: open_sockets_to(llm_server.port) == 1)  # the connection went back to the pool
+
+
+def test_next_event_with_a_timeout_hands_the_rest_to_a_reader_thread(llm_server: LLMServer, client: Client,
+                                                                     body_reader: str) -> None:
+    tokens, reply = paced_tokens(8)
+    llm_server.enqueue(reply)
+    texts: list[str] = []
+    with client.stream("hi", model="m") as stream:
+        while len(texts) < 3:  # the first events in this thread...
+            event = next(stream)
+            if isinstance(event, OutputTextDelta):
+                texts.append(event.delta)
+        if body_reader == "socket":
+            assert reader_threads() == []
+        while True:  # ...the rest through the reader thread, in order, none lost
+            try:
+                event = stream.next_event(timeout=30)
+            except StopIteration:
+                break
+            assert len(reader_threads()) <= 1
+            if isinstance(event, OutputTextDelta):
+                texts.append(event.delta)
+    assert texts == tokens
+    assert stream.completed
+    assert wait_for(lambda: not reader_threads())
+    assert wait_for(lambda: open_sockets_to(llm_server.port) == 1)  # the connection went back to the pool
+
+
+def test_close_from_another_thread_wakes_a_read_in_a_worker_thread(llm_server: LLMServer,
+                                                                   client: Client) -> None:
+    # Outside the main thread the read is not cut into slices: close() wakes it by
+    # shutting the socket down.
+    llm_server.enqueue(stalled_after(1))
+    stream = client.stream("hi", model="m")
+    outcome: dict[str, object] = {}
+
+    def consume() -> None:
+        try:
+            for _ in stream:
+                pass
+            outcome["ended"] = "quietly"
+        except StreamError as exc:
+            outcome["ended"] = str(exc)
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    time.sleep(0.3)  # the worker is blocked in recv now
+    assert worker.is_alive()
+    stream.close()
+    worker.join(RELEASE_TIMEOUT + 5)
+    assert not worker.is_alive()
+    assert outcome == {"ended": str(StreamError(CLOSED_MESSAGE))}
+    assert released(llm_server)
 
 
 # --- closing ---------------------------------------------------------------------------------
@@ -342,6 +427,7 @@ def test_close_while_the_reader_waits_on_a_full_queue(llm_server: LLMServer) -> 
         pass
     with Client(template.provider, max_buffered_bytes=1024) as client:  # full after one event
         stream = client.stream("hi", model="m")
+        assert stream.next_event(timeout=30) is not None  # with a timeout: the reader thread reads ahead
         assert wait_for(lambda: stream._queue.full(), 2.0)  # noqa: SLF001
         time.sleep(0.1)
         stream.close()
