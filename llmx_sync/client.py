@@ -31,7 +31,7 @@ from .errors import ClientClosedError, InvalidInputError, UnexpectedStatusError
 from .functions import PythonTool, tool
 from .models import ResponseItem
 from .negotiation import Learned, ServerMemory, is_llama_server, mode_candidates, refuses_mode, refuses_tool_choice
-from .prompt import Prompt
+from .prompt import Prompt, checked_tools
 from .providers import Provider, default_provider
 from .response import ResponseStream, StructuredOutput
 from .runner import RunStream
@@ -399,7 +399,7 @@ class Client:
         if max_output_retries and requested_output(base.output_schema, first_turn.response_format) is None:
             raise InvalidInputError("max_output_retries", "re-asking needs a structured output to check the answer "
                                     "against: give response_format too")
-        turn_tools = [*base.tools, *python_tools]
+        turn_tools = checked_tools([*base.tools, *python_tools])  # once: each turn's prompt is not checked again
         turns = itertools.count()
         deadline = Deadline(first_turn.timeout) if first_turn.timeout is not None else None
 
@@ -408,8 +408,7 @@ class Client:
         def start_turn(history: list[ResponseItem]) -> ResponseStream | None:
             if self._closed.is_set():
                 return None  # the run ends with an error: it did not end
-            prompt = Prompt(input=history, tools=turn_tools, instructions=base.instructions,
-                            output_schema=base.output_schema)
+            prompt = Prompt.of_checked(history, turn_tools, base.instructions, base.output_schema)
             with trace.current():  # the request's span is the run's child
                 return self._stream(prompt, first_turn if next(turns) == 0 else later_turns, deadline)
 

@@ -8,7 +8,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, get_args
 
 from ._jsonrules import as_array, json_type_name, loads
 from .errors import InvalidInputError
@@ -96,6 +96,20 @@ class Prompt:
         self.output_schema = output_schema
 
     @classmethod
+    def of_checked(cls, input: list[ResponseItem], tools: list[ToolSpec], instructions: str | None,
+                   output_schema: Any) -> Prompt:
+        """A prompt of parts already checked (a run's next turn: its input was checked
+        when the run started, its tools too, and the items since are the parser's and
+        the runner's). Neither this nor the request built from it (`checked_parts`)
+        checks them field by field again: a growing history checked again each turn
+        would cost a run O(turns²)."""
+        prompt = cls.__new__(cls)
+        prompt.input, prompt.tools, prompt.instructions, prompt.output_schema = (
+            input, tools, instructions, output_schema)
+        prompt.__dict__["_checked"] = (input, tools)
+        return prompt
+
+    @classmethod
     def from_text(cls, text: str, *, instructions: str | None = None) -> Prompt:
         """A prompt of one user message."""
         if not isinstance(text, str):
@@ -105,6 +119,23 @@ class Prompt:
     def formatted_input(self) -> list[ResponseItem]:
         """The history as the model sees it (shell outputs reformatted), see `format_input`."""
         return format_input(self.input, self.tools)
+
+
+_ITEM_CLASSES = get_args(ResponseItem)
+_TOOL_CLASSES = get_args(ToolSpec)
+
+
+def checked_parts(prompt: Prompt) -> tuple[list[ResponseItem], list[ToolSpec], str | None]:
+    """The prompt's input, tools and instructions, checked again: its attributes may
+    have been changed since it was made. A prompt made by `Prompt.of_checked` whose
+    lists are still the ones it was made with is only checked to hold items and tools."""
+    instructions = checked_instructions(prompt.instructions)
+    made_of = prompt.__dict__.get("_checked")
+    if (made_of is not None and made_of[0] is prompt.input and made_of[1] is prompt.tools
+            and all(isinstance(item, _ITEM_CLASSES) for item in prompt.input)
+            and all(isinstance(tool, _TOOL_CLASSES) for tool in prompt.tools)):
+        return prompt.input, prompt.tools, instructions
+    return checked_input(prompt.input), checked_tools(prompt.tools), instructions
 
 
 # --- shell outputs for the freeform apply_patch tool, formatted as llmx does ----

@@ -45,6 +45,7 @@ such a run without tools to run: a turn with tool calls ends it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 import queue
@@ -118,6 +119,12 @@ class _Turn:
                  trace: RunTrace = OFF, *, tool_timeout: float | None = None,
                  deadline: Deadline | None = None) -> None:
         self._trace = trace
+        # With nothing to time out, nothing to run at once and no event loop needed, a
+        # call may run in the thread that asks for its result (`next_result(inline=True)`):
+        # a thread of its own would only add its start and a hand-over.
+        self._may_inline = (tool_timeout is None and deadline is None and (not parallel or len(calls) <= 1)
+                            and not any(inspect.iscoroutinefunction(getattr(tools.get(call.name), "function", None))
+                                        for call in calls))
         self.calls = list(calls)
         self._tools = tools
         self._parallel = parallel
@@ -128,29 +135,23 @@ class _Turn:
         self._running: dict[int, tuple[threading.Thread, float, float]] = {}  # index -> thread, start, due
         self._lock = threading.Lock()
         self.next_index = 0
-        for index in range(len(self.calls) if parallel else min(1, len(self.calls))):
-            self._start(index)
+        if not self._may_inline:
+            for index in range(len(self.calls) if parallel else min(1, len(self.calls))):
+                self._start(index)
 
     def _start(self, index: int) -> None:
         """Start call `index` (once: a late thread and a timeout may both ask for it)."""
         with self._lock:
             if index >= len(self.calls) or index in self._running:
                 return
-            call, results, trace = self.calls[index], self._results, self._trace
+            results = self._results
             started = time.monotonic()
             due = started + self._tool_timeout if self._tool_timeout is not None else math.inf
             if self._deadline is not None:
                 due = min(due, self._deadline.at)
 
             def work() -> None:
-                try:
-                    with trace.tool(call) as traced:
-                        result = run_tool_call(call, self._tools)
-                        traced(result[1])
-                except BaseException as exc:  # SystemExit: the thread would end silently, the loop wait forever
-                    message = _raised(exc)
-                    result = call, ToolResult(call.call_id, call.name, message, message)
-                results.put((index, result))
+                results.put((index, self._call(index, interruptible=False)))
                 if not self._parallel:
                     self._start(index + 1)
 
@@ -158,11 +159,34 @@ class _Turn:
             self._running[index] = (thread, started, due)
             thread.start()
 
-    def next_result(self, timeout: float) -> tuple[FunctionCall, ToolResult] | None:
+    def _call(self, index: int, *, interruptible: bool) -> tuple[FunctionCall, ToolResult]:
+        """Run call `index` here. Whatever it raises becomes its result (a SystemExit in a
+        tool thread would end it silently, and the loop would wait for ever), except a
+        Ctrl-C where `interruptible` (the consumer's own thread)."""
+        call = self.calls[index]
+        try:
+            with self._trace.tool(call) as traced:
+                result = run_tool_call(call, self._tools)
+                traced(result[1])
+            return result
+        except KeyboardInterrupt:
+            if interruptible:
+                raise
+            message = _raised(KeyboardInterrupt())
+        except BaseException as exc:
+            message = _raised(exc)
+        return call, ToolResult(call.call_id, call.name, message, message)
+
+    def next_result(self, timeout: float, *, inline: bool = False) -> tuple[FunctionCall, ToolResult] | None:
         """The result of the next call in the model's order, or None if not there within
-        `timeout`; a timed-out result once that call is due."""
-        wait_until = time.monotonic() + timeout
+        `timeout`; a timed-out result once that call is due. `inline`: the caller waits
+        without a timeout of its own, so the call may run in its thread (see `__init__`)."""
         index = self.next_index
+        if inline and self._may_inline and index not in self._running:
+            result = self._call(index, interruptible=True)
+            self.next_index += 1
+            return result
+        wait_until = time.monotonic() + timeout
         self._start(index)  # (one by one: the thread before it may not have started it yet)
         while index not in self._done:
             _, started, due = self._running[index]
@@ -313,7 +337,7 @@ class RunStream:
                 if wait <= 0:
                     raise TimeoutError("no event within the timeout")
                 if self._tool_turn is not None:
-                    self._collect_tool_result(wait)
+                    self._collect_tool_result(wait, inline=deadline is None)
                 else:
                     # Without a timeout the stream's own next(): it reads in this thread,
                     # bounded by its deadlines, and close() and Ctrl-C end that wait.
@@ -376,11 +400,11 @@ class RunStream:
         self.history.append(output.reask(rejection, result))
         self._next_turn_due = True
 
-    def _collect_tool_result(self, wait: float) -> None:
+    def _collect_tool_result(self, wait: float, *, inline: bool) -> None:
         turn = self._tool_turn
         assert turn is not None
-        done = turn.next_result(wait)
-        if done is None:
+        done = turn.next_result(wait, inline=inline)
+        if done is None or self._state.closed.is_set():  # a result that comes after a close is dropped
             return
         call, result = done
         if call is not turn.calls[turn.next_index - 1]:  # arguments rewritten: record what the model sees

@@ -1,29 +1,34 @@
-"""The events of one answer: a reader thread, a bounded queue, and an iterator.
+"""The events of one answer: reading the body, a bounded queue, and an iterator.
 
 `EventStream` is the iterator the caller reads (`response.ResponseStream` adds the
 views: aggregate, collect, text_stream, snapshot).
 
-A daemon thread reads the response body as it arrives (a `body.BodyReader`), turns it
-into events with the wire's parser (a `wire.WireParser`) and puts each read's events
-into a bounded queue as one batch (a queue operation per event would cost more than
-parsing it). The iterator takes the batches in the caller's thread, yields their
-events one by one and raises the stream's error there, after the events that came
-before it. A consumer slower than the server holds the reader back: the queue counts
-each batch as the bytes of body that produced its events (an 8 MB event counts 8 MB,
-whichever read completed it), and the reader reads only while fewer than
-`max_buffered_bytes` are queued; then the socket's buffers fill and TCP holds the
-server back. So a paused stream holds at most `max_buffered_bytes` plus one event (and
-the socket buffers), whatever the event sizes.
+The body (a `body.BodyReader`) is turned into events by the wire's parser (a
+`wire.WireParser`), one batch per read (an operation per event would cost more than
+parsing it). Who reads it: the thread that iterates the stream, on each `next()` (a
+``for`` loop, `collect()`, a run), so that an open stream costs no thread and its
+first events are handed over at once; or, once `next_event(timeout)` asked for a wait
+that may end without the stream ending (web heartbeats, notebook redraws), a daemon
+reader thread that reads ahead into a bounded queue, for the rest of the stream.
+docs/design.md ("Which thread reads") gives the rule and its reasons.
 
-Time: each read waits at most `idle_timeout` since the last bytes arrived (SSE
-keep-alive comments count: a server that pings through a long silent phase is
-alive), and never past the request's `deadline` (`DeadlineExceededError`).
+The queue counts each batch as the bytes of body that produced its events (an 8 MB
+event counts 8 MB, whichever read completed it), and the reader thread reads only while
+fewer than `max_buffered_bytes` are queued; then the socket's buffers fill and TCP holds
+the server back. So a paused stream holds at most `max_buffered_bytes` plus one event
+(and the socket buffers), whatever the event sizes; read in the caller's thread it
+holds one read.
+
+Time: each read waits at most `idle_timeout` since the last bytes arrived or the read
+began (SSE keep-alive comments count: a server that pings through a long silent phase
+is alive), and never past the request's `deadline` (`DeadlineExceededError`). In the
+main thread a read waits in slices, so that a Ctrl-C is seen.
 
 Closing is the part that needs care. `close()`, leaving a ``with`` block, the
 stream being garbage collected (after a ``break``), and a ``KeyboardInterrupt`` while
-waiting all stop the reader at once, whatever it is doing: blocked in ``recv`` it is
+waiting all stop the reading at once, whatever it is doing: blocked in ``recv`` it is
 woken by shutting the socket down (`BodyReader.shutdown`), blocked on a full queue
-by emptying the queue. The thread holds no reference to the `ResponseStream`, so an
+by emptying the queue. The reader holds no reference to the `ResponseStream`, so an
 abandoned stream is collected and its finalizer does the stopping.
 """
 

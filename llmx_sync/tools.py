@@ -180,17 +180,19 @@ def chat_function_tool(tool: FunctionTool) -> dict[str, Any]:
                                              "parameters": copy.deepcopy(tool.parameters)}}
 
 
-def build_chat_tools(tools: Iterable[ToolSpec | Mapping[str, Any]], *, cache_control: bool) -> list[dict[str, Any]]:
+def build_chat_tools(tools: Iterable[ToolSpec | Mapping[str, Any]], *, cache_control: bool,
+                     checked: bool = False) -> list[dict[str, Any]]:
     """The `tools` array of a Chat Completions request.
 
     Only function tools exist in Chat Completions, so the other kinds are left out
     (as in llmx; each is logged at DEBUG). With `cache_control`, the last tool
     carries `"cache_control": {"type": "ephemeral"}` (a prompt-caching breakpoint
-    for LiteLLM/Anthropic).
+    for LiteLLM/Anthropic). `checked`: the tool objects were checked already
+    (`prompt.checked_parts`), so they are not checked field by field again.
     """
     chat_tools: list[dict[str, Any]] = []
     for index, value in enumerate(as_array(tools, "tools")):
-        tool = coerce_tool(value, index)
+        tool = value if checked and isinstance(value, _TOOL_CLASSES) else coerce_tool(value, index)
         if isinstance(tool, FunctionTool):
             chat_tools.append(chat_function_tool(tool))
         else:

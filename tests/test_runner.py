@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import gc
 import json
+import signal
 import sys
 import threading
 import time
@@ -565,13 +566,37 @@ def test_closing_the_client_ends_its_runs(llm_server: LLMServer, gate: Gate) -> 
     no_further_request(llm_server, 1, gate)
 
 
-def test_ctrl_c_while_a_tool_runs_closes_the_run(llm_server: LLMServer, client: Client, gate: Gate) -> None:
+def sigint_to_main_thread() -> None:
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+
+@pytest.mark.parametrize("where", ["in the consumer's thread", "in its own thread"])
+def test_ctrl_c_while_a_tool_runs_closes_the_run(llm_server: LLMServer, client: Client, gate: Gate,
+                                                 where: str) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("KeyboardInterrupt goes to the main thread")
     llm_server.enqueue(calls_reply(("c1", "wait_here", '{"city": "Paris"}')), answer_reply())
-    run = client.run("Wait", model="m", tools=[tool(gate.wait_here)])
-    interrupted_at = close_when(gate.entered, _thread.interrupt_main)
-    with pytest.raises(KeyboardInterrupt):
-        for _ in run:  # the tool holds the run until the gate opens: the interrupt lands in here
-            pass
+    if where == "in its own thread":  # a tool_timeout needs the tool in a thread it can abandon
+        run = client.run("Wait", model="m", tools=[tool(gate.wait_here)], tool_timeout=3 * PATIENCE)
+        interrupt = _thread.interrupt_main  # (no signal: the run's wait in slices sees it)
+    else:  # a sync tool without a timeout runs where the run is iterated: a real Ctrl-C interrupts it
+        run = client.run("Wait", model="m", tools=[tool(gate.wait_here)])
+        interrupt = sigint_to_main_thread
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # under nohup SIGINT is ignored
+    try:
+        interrupted_at = close_when(gate.entered, interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            for _ in run:  # the tool holds the run until the gate opens: the interrupt lands in here
+                pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - interrupted_at[0] < 1
     assert run.closed
-    no_further_request(llm_server, 1, gate)
+    assert not gate.returned.is_set()  # the run did not wait for the tool
+    if where == "in its own thread":
+        no_further_request(llm_server, 1, gate)  # the tool runs on to its end in its thread
+    else:  # the tool itself was interrupted: it never returns
+        gate.opened.set()
+        time.sleep(0.3)  # time for a request that should not come
+        assert not gate.returned.is_set()
+        assert len(llm_server.requests) == 1

@@ -27,7 +27,7 @@ from ..models import (
     Reasoning,
     ResponseItem,
 )
-from ..prompt import Prompt, checked_input, checked_instructions, checked_tools, format_input
+from ..prompt import Prompt, checked_parts, format_input
 from ..settings import OrphanToolCalls, Quirks, RequestOptions
 from ..structured import OutputSchema, StructuredOutputMode, requested_output, response_format_body
 from ..tools import FunctionTool, ToolSpec, build_chat_tools
@@ -503,9 +503,8 @@ def build_chat_request(prompt: Prompt, options: RequestOptions, quirks: Quirks |
     check_one_choice(options.extra_body)
 
     # The prompt's attributes may have been changed since it was made: check them again.
-    instructions = checked_instructions(prompt.instructions)
-    tools = checked_tools(prompt.tools)
-    items = format_input(checked_input(prompt.input), tools)
+    items, tools, instructions = checked_parts(prompt)
+    items = format_input(items, tools)
 
     payload: dict[str, Any] = {
         "model": options.model,
@@ -515,7 +514,7 @@ def build_chat_request(prompt: Prompt, options: RequestOptions, quirks: Quirks |
     }
     if options.include_usage:
         payload["stream_options"] = {"include_usage": True}
-    chat_tools = build_chat_tools(tools, cache_control=options.cache_control)
+    chat_tools = build_chat_tools(tools, cache_control=options.cache_control, checked=True)
     if chat_tools:
         payload["tools"] = chat_tools
     if options.max_tokens is not None:
