@@ -114,7 +114,8 @@ class Prompt:
         """A prompt of one user message."""
         if not isinstance(text, str):
             raise InvalidInputError("text", f"expected a string, got {json_type_name(text)}")
-        return cls(input=[Message.user(text)], instructions=instructions)
+        # The message is made here of a string: nothing in it to check again.
+        return cls.of_checked([Message.user(text)], [], checked_instructions(instructions), None)
 
     def formatted_input(self) -> list[ResponseItem]:
         """The history as the model sees it (shell outputs reformatted), see `format_input`."""

@@ -177,9 +177,11 @@ def setting(default: Any, check: Check) -> Any:
     return field(default=default, metadata={"check": check})
 
 
-def validate_fields(obj: Any) -> None:
+def validate_fields(obj: Any, names: Iterable[str] | None = None) -> None:
+    """Check the fields of `obj` named in `names` (None: every field) with their checks."""
     for spec in dataclasses.fields(obj):
-        spec.metadata["check"](spec.name, getattr(obj, spec.name))
+        if names is None or spec.name in names:
+            spec.metadata["check"](spec.name, getattr(obj, spec.name))
 
 
 def check_keywords(cls: type, args: tuple[Any, ...], names: Iterable[str]) -> None:
@@ -251,7 +253,9 @@ class RequestOptions:
         return self
 
     def __post_init__(self) -> None:
-        validate_fields(self)
+        # The settings not given are the defaults above, valid by construction; every
+        # request makes two of these (its keywords, then the merged layers).
+        validate_fields(self, self.given)
 
     @property
     def given(self) -> frozenset[str]:
