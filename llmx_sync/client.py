@@ -141,7 +141,10 @@ class Client:
     ) -> None:
         if provider is not None and not isinstance(provider, Provider):
             raise InvalidInputError("provider", f"expected a Provider, got {type(provider).__name__}")
-        if provider is None and base_url is not None:  # `api_key` wins below
+        if provider is None and base_url is not None and api_key is not None:  # (one Provider made, not two)
+            provider = Provider("custom", base_url, api_key=api_key, env_key=None, env_key_required=False)
+            api_key = None
+        elif provider is None and base_url is not None:  # `api_key` wins below
             provider = Provider("custom", base_url, env_key="LLMX_API_KEY", env_key_required=False)
         elif provider is None:
             provider = default_provider()
