@@ -57,6 +57,9 @@ logger = logging.getLogger("llmx_sync")
 # Headers whose values the DEBUG log may show: the SDK's own. Every other value
 # (keys, provider and caller headers) is logged as "***".
 _OWN_HEADERS: Final = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type", "x-openai-subagent")
+# How many sets of keyword settings `Client.options` keeps.
+_OPTIONS_CACHE_SIZE: Final = 64
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
 # A header that carries a credential, by its name.
 _CREDENTIAL_HEADER: Final = re.compile(r"auth|key|token", re.IGNORECASE)
 
@@ -170,6 +173,7 @@ class Client:
         self._closed = threading.Event()  # also cancels retry waits
         self._streams: weakref.WeakSet[ResponseStream | RunStream] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._options_cache: dict[frozenset[tuple[str, type, Any]], RequestOptions] = {}
         # What each server was found to accept (structured-output mode, forced-tool form).
         self._memory = ServerMemory()
         self._server = provider.server
@@ -185,7 +189,21 @@ class Client:
         `RequestOptions`)."""
         if options is not None:
             options = as_part(RequestOptions, "options", options)
-        return merge_options(self.provider.defaults, self._defaults, options, options_from(overrides))
+            return merge_options(self.provider.defaults, self._defaults, options, options_from(overrides))
+        # The same keywords give the same (immutable) settings: kept, as making and
+        # checking them twice cost a request ~0.1 ms. Only plain values count (a dict or
+        # an object could change before the next call), each with its type in the key
+        # (True == 1, and 1 is no bool).
+        if not all(type(value) in _PLAIN for value in overrides.values()):
+            return merge_options(self.provider.defaults, self._defaults, options_from(overrides))
+        key = frozenset((name, type(value), value) for name, value in overrides.items())
+        settings = self._options_cache.get(key)
+        if settings is None:
+            settings = merge_options(self.provider.defaults, self._defaults, options_from(overrides))
+            if len(self._options_cache) >= _OPTIONS_CACHE_SIZE:
+                self._options_cache.clear()
+            self._options_cache[key] = settings
+        return settings
 
     def request_body(self, prompt: PromptLike, *, options: RequestOptions | None = None,
                      **overrides: Any) -> dict[str, Any]:

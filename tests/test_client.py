@@ -29,6 +29,7 @@ from llmx_sync.events import OutputTextDelta
 from llmx_sync.local import INSTALL_HINT, LocalDependencyError
 from llmx_sync.prompt import Prompt
 from llmx_sync.providers import Provider, default_provider
+from llmx_sync.settings import RequestOptions
 
 SECRET = "sk-test-SECRET-123"
 # The tests that read an answer run on both body readers (the socket fast path and
@@ -363,3 +364,23 @@ def test_flask_view_behind_werkzeug(llm_server: LLMServer) -> None:
         server.shutdown()
         thread.join(5)
         shared.close()
+
+
+def test_the_same_keyword_settings_are_made_once_and_checked_by_type() -> None:
+    # Client.options keeps what the same plain keywords gave; the key holds each value's
+    # type, so a value equal to a checked one but of another type is checked on its own.
+    client = Client(base_url="http://127.0.0.1:9/v1", api_key="k")
+    first = client.options(model="m", temperature=0.5, parallel_tool_calls=True)
+    assert client.options(temperature=0.5, parallel_tool_calls=True, model="m") is first
+    with pytest.raises(InvalidInputError, match="parallel_tool_calls"):
+        client.options(model="m", temperature=0.5, parallel_tool_calls=1)  # 1 == True, but no bool
+    assert client.options(model="m", temperature=1).temperature == 1
+    assert type(client.options(model="m", temperature=1.0).temperature) is float
+    # A list could change between calls: never kept, always read as it is now.
+    stop = ["a"]
+    assert client.options(model="m", stop=stop).stop == ["a"]
+    stop.append("b")
+    assert client.options(model="m", stop=stop).stop == ["a", "b"]
+    # Given settings on top of the keywords are not mixed up with the keywords alone.
+    assert client.options(options=RequestOptions(max_tokens=5), model="m").max_tokens == 5
+    assert client.options(model="m").max_tokens == RequestOptions().max_tokens
