@@ -173,7 +173,9 @@ class Client:
         self._closed = threading.Event()  # also cancels retry waits
         self._streams: weakref.WeakSet[ResponseStream | RunStream] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._options_cache: dict[frozenset[tuple[str, type, Any]], RequestOptions] = {}
+        # keywords -> (the provider's defaults, the client's, the settings they made)
+        self._options_cache: dict[frozenset[tuple[str, type, Any]],
+                                  tuple[RequestOptions, RequestOptions | None, RequestOptions]] = {}
         # What each server was found to accept (structured-output mode, forced-tool form).
         self._memory = ServerMemory()
         self._server = provider.server
@@ -197,12 +199,14 @@ class Client:
         if not all(type(value) in _PLAIN for value in overrides.values()):
             return merge_options(self.provider.defaults, self._defaults, options_from(overrides))
         key = frozenset((name, type(value), value) for name, value in overrides.items())
-        settings = self._options_cache.get(key)
-        if settings is None:
-            settings = merge_options(self.provider.defaults, self._defaults, options_from(overrides))
-            if len(self._options_cache) >= _OPTIONS_CACHE_SIZE:
-                self._options_cache.clear()
-            self._options_cache[key] = settings
+        layers = (self.provider.defaults, self._defaults)  # (`provider` may be replaced)
+        kept = self._options_cache.get(key)
+        if kept is not None and kept[0] is layers[0] and kept[1] is layers[1]:
+            return kept[2]
+        settings = merge_options(*layers, options_from(overrides))
+        if len(self._options_cache) >= _OPTIONS_CACHE_SIZE:
+            self._options_cache.clear()
+        self._options_cache[key] = (*layers, settings)
         return settings
 
     def request_body(self, prompt: PromptLike, *, options: RequestOptions | None = None,

@@ -381,6 +381,9 @@ def test_the_same_keyword_settings_are_made_once_and_checked_by_type() -> None:
     assert client.options(model="m", stop=stop).stop == ["a"]
     stop.append("b")
     assert client.options(model="m", stop=stop).stop == ["a", "b"]
+    # A provider put in the client's place later counts from the next call.
+    client.provider = client.provider.replace(max_tokens=7)
+    assert client.options(model="m", temperature=0.5, parallel_tool_calls=True).max_tokens == 7
     # Given settings on top of the keywords are not mixed up with the keywords alone.
     assert client.options(options=RequestOptions(max_tokens=5), model="m").max_tokens == 5
-    assert client.options(model="m").max_tokens == RequestOptions().max_tokens
+    assert client.options(model="m").max_tokens == 7
