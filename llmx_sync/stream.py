@@ -5,19 +5,20 @@ views: aggregate, collect, text_stream, snapshot).
 
 The body (a `body.BodyReader`) is turned into events by the wire's parser (a
 `wire.WireParser`), one batch per read (an operation per event would cost more than
-parsing it). Who reads it: the thread that iterates the stream, on each `next()` (a
-``for`` loop, `collect()`, a run), so that an open stream costs no thread and its
-first events are handed over at once; or, once `next_event(timeout)` asked for a wait
-that may end without the stream ending (web heartbeats, notebook redraws), a daemon
-reader thread that reads ahead into a bounded queue, for the rest of the stream.
+parsing it). Who reads it: the thread that iterates the stream reads the first batch,
+on its first `next()`, so that an open stream nobody reads yet costs no thread and its
+first events are handed over at once; a daemon reader thread, started when a second
+batch is needed (or at once for `next_event(timeout)`, whose wait may end without an
+event), reads the rest ahead of the consumer into a bounded queue. A body that the first
+read had whole (a short answer) never needs the thread.
 docs/design.md ("Which thread reads") gives the rule and its reasons.
 
 The queue counts each batch as the bytes of body that produced its events (an 8 MB
 event counts 8 MB, whichever read completed it), and the reader thread reads only while
 fewer than `max_buffered_bytes` are queued; then the socket's buffers fill and TCP holds
 the server back. So a paused stream holds at most `max_buffered_bytes` plus one event
-(and the socket buffers), whatever the event sizes; read in the caller's thread it
-holds one read.
+(and the socket buffers), whatever the event sizes; until its first batch it holds one
+read.
 
 Time: each read waits at most `idle_timeout` since the last bytes arrived or the read
 began (SSE keep-alive comments count: a server that pings through a long silent phase
@@ -244,8 +245,12 @@ class _Reader:
 
     def start(self) -> None:
         """Hand the body over to a reader thread, which reads on ahead of the caller
-        into the queue (for `next_event` with a timeout). Once only; not while stopped."""
+        into the queue (after the first batch, or for `next_event` with a timeout).
+        Once only; not while stopped."""
         if self.thread is not None or self._stopping.is_set():
+            return
+        if self.forked():  # the body is the parent's: a thread here would take its bytes
+            self._queue.put(StreamError(_FORKED_MESSAGE))
             return
         if self._released:  # the caller's thread read the turn to its end already
             self._queue.put(self._outcome if self._outcome is not None else _END)
@@ -400,6 +405,7 @@ class EventStream:
             body.finish()
             raise
         self._on_batch = on_batch
+        self._first = True  # the first batch is still to be read, in the caller's thread
         self._batch: Iterator[Event] = iter(())
         self._finished = False
         self._closed_by: threading.Thread | None = None  # who closed it before it finished
@@ -436,14 +442,16 @@ class EventStream:
             self._raise_if_cut()
             raise StopIteration
         reader = self._reader
-        if deadline is None and reader.thread is None and reader.can_read_here():
+        if self._first and deadline is None and reader.can_read_here():
+            self._first = False  # the rest is the reader thread's (design.md, "Which thread reads")
             try:
                 item = reader.read_here()
             except BaseException:  # KeyboardInterrupt while reading: nobody will read on
                 self.close()
                 raise
         else:
-            reader.start()
+            self._first = False
+            reader.start()  # (no thread when the first read had the whole body)
             item = self._wait(deadline)
         if item is None:  # closed by another thread
             self._raise_if_cut()

@@ -315,46 +315,63 @@ def paced_tokens(count: int) -> tuple[list[str], Reply]:
     return tokens, Reply(body=body)
 
 
-def test_a_for_loop_reads_in_its_own_thread(llm_server: LLMServer, client: Client, body_reader: str) -> None:
+def test_a_for_loop_reads_its_first_batch_itself_and_the_rest_through_one_reader_thread(
+        llm_server: LLMServer, client: Client, body_reader: str) -> None:
     # (In the main thread a read must be cut into slices, to see a Ctrl-C: urllib3's
     # reader cannot resume a read cut short, so it reads in a reader thread there.)
     tokens, reply = paced_tokens(8)
     llm_server.enqueue(reply)
     texts: list[str] = []
-    threads_seen: set[int] = set()
+    threads_per_event: list[int] = []
     with client.stream("hi", model="m") as stream:
         assert reader_threads() == []  # an open stream nobody reads costs no thread
         for event in stream:
-            threads_seen.add(len(reader_threads()))
+            threads_per_event.append(len(reader_threads()))
             if isinstance(event, OutputTextDelta):
                 texts.append(event.delta)
     assert texts == tokens
-    assert threads_seen == ({0} if body_reader == "socket" else {1})
+    if body_reader == "socket":
+        assert threads_per_event[0] == 0  # the first batch: read by the loop's own thread
+    assert max(threads_per_event) == 1 and threads_per_event[-1] == 1  # then one reader thread
     assert stream.completed
+    assert wait_for(lambda: not reader_threads())
     assert wait_for(lambda: open_sockets_to(llm_server.port) == 1)  # the connection went back to the pool
 
 
-def test_next_event_with_a_timeout_hands_the_rest_to_a_reader_thread(llm_server: LLMServer, client: Client,
-                                                                     body_reader: str) -> None:
+def test_a_short_answer_that_the_first_read_has_whole_starts_no_thread(llm_server: LLMServer, client: Client,
+                                                                      body_reader: str) -> None:
+    # One write of a few hundred bytes, with a Content-Length: the first read takes it all.
+    llm_server.enqueue(Reply(body=[b"".join(text_stream_body(["Hel", "lo"]))], chunked=False))
+    threads_per_event: list[int] = []
+    with client.stream("hi", model="m") as stream:
+        for _event in stream:
+            threads_per_event.append(len(reader_threads()))
+    assert stream.completed
+    assert stream.collect().text == "Hello"
+    if body_reader == "socket":
+        assert set(threads_per_event) == {0}
+    assert wait_for(lambda: open_sockets_to(llm_server.port) == 1)
+
+
+def test_next_event_with_a_timeout_reads_through_the_reader_thread_from_the_start(
+        llm_server: LLMServer, client: Client) -> None:
+    # Its wait may end without an event (a heartbeat is due): a read in the caller's
+    # thread could not be left half done, so the reader thread reads from the first event.
     tokens, reply = paced_tokens(8)
     llm_server.enqueue(reply)
     texts: list[str] = []
+    threads_per_event: list[int] = []
     with client.stream("hi", model="m") as stream:
-        while len(texts) < 3:  # the first events in this thread...
-            event = next(stream)
-            if isinstance(event, OutputTextDelta):
-                texts.append(event.delta)
-        if body_reader == "socket":
-            assert reader_threads() == []
-        while True:  # ...the rest through the reader thread, in order, none lost
+        while True:
             try:
                 event = stream.next_event(timeout=30)
             except StopIteration:
                 break
-            assert len(reader_threads()) <= 1
+            threads_per_event.append(len(reader_threads()))
             if isinstance(event, OutputTextDelta):
                 texts.append(event.delta)
-    assert texts == tokens
+    assert texts == tokens  # in order, none lost
+    assert threads_per_event[0] == 1 and max(threads_per_event) == 1
     assert stream.completed
     assert wait_for(lambda: not reader_threads())
     assert wait_for(lambda: open_sockets_to(llm_server.port) == 1)  # the connection went back to the pool
