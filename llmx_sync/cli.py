@@ -279,7 +279,8 @@ def configure_chat(chat: argparse.ArgumentParser) -> None:
     request.add_argument("-m", "--model", help="model name (default: $LLMX_MODEL, else per provider)")
     request.add_argument("-s", "--system", metavar="TEXT", help="system message (instructions)")
     request.add_argument("--max-tokens", metavar="N", type=_positive_int,
-                         help="most tokens to generate (default: the provider's; 8192, 512 for local)")
+                         help="most tokens to generate (default: the provider's; 8192, 512 for local, "
+                              "$LLMX_MAX_TOKENS for the default provider)")
     request.add_argument("--temperature", metavar="T", type=_temperature, help="sampling temperature, 0 to 2")
     request.add_argument("--history", metavar="FILE", type=Path,
                          help="JSONL conversation to continue: protocol items, or a Codex/llmx rollout")

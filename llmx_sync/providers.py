@@ -581,7 +581,30 @@ def default_provider() -> Provider:
     4. the bundled model can run (the ``[local]`` extra is installed): `local`, which
        STARTS a llama.cpp server process, stopped when the last client using it closes;
     5. otherwise a `ConfigError` saying how to configure one, and why `local` could not run.
+
+    ``$LLMX_MAX_TOKENS``, when set, replaces the chosen provider's `max_tokens` (a small
+    local model that does not stop would otherwise write on to the provider's 8192).
     """
+    max_tokens = _env_max_tokens()  # (checked first: a bad value starts nothing)
+    provider = _chosen_provider()
+    return provider if max_tokens is None else provider.replace(max_tokens=max_tokens)
+
+
+def _env_max_tokens() -> int | None:
+    """``$LLMX_MAX_TOKENS`` as a number of tokens, None when unset or blank."""
+    text = env_value("LLMX_MAX_TOKENS")
+    if text is None:
+        return None
+    try:
+        max_tokens = int(text)
+        if not 0 < max_tokens < 2**31:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"LLMX_MAX_TOKENS must be a positive whole number of tokens, got {text!r}") from None
+    return max_tokens
+
+
+def _chosen_provider() -> Provider:
     if env_value("LLMX_BASE_URL"):
         return Provider.builtin("litellm").replace(env_key_required=False)
     if env_value("OPENAI_API_KEY") or env_value("OPENAI_BASE_URL"):

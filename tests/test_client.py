@@ -230,7 +230,7 @@ def test_errors_before_io(llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch
 
 @pytest.fixture
 def bare_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in ("LLMX_BASE_URL", "LLMX_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    for var in ("LLMX_BASE_URL", "LLMX_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "LLMX_MAX_TOKENS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(providers_module, "_answers", lambda address: False)
     return monkeypatch
@@ -262,6 +262,28 @@ def test_llmx_base_url_alone_needs_no_key(bare_env: pytest.MonkeyPatch, llm_serv
     # The built-in named explicitly is llmx's: its key is required.
     with pytest.raises(EnvVarError, match="LLMX_API_KEY"):
         Provider.builtin("litellm").connection.headers()
+
+
+@pytest.mark.parametrize("value", ["400", " 400 "])
+def test_llmx_max_tokens_bounds_the_default_providers_answers(bare_env: pytest.MonkeyPatch, llm_server: LLMServer,
+                                                              value: str) -> None:
+    bare_env.setenv("LLMX_BASE_URL", llm_server.url)
+    bare_env.setenv("LLMX_MAX_TOKENS", value)
+    llm_server.enqueue(Reply(body=text_stream_body(["short"])), Reply(body=text_stream_body(["longer"])))
+    with Client() as client:
+        assert client.stream("hi", model="m").collect().text == "short"
+        client.stream("hi", model="m", max_tokens=2000).collect()  # asked for more: sent as asked
+    assert [request.json()["max_tokens"] for request in llm_server.requests] == [400, 2000]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many", "1e3", str(2**31)])
+def test_a_bad_llmx_max_tokens_is_a_config_error_before_any_request(bare_env: pytest.MonkeyPatch,
+                                                                    llm_server: LLMServer, value: str) -> None:
+    bare_env.setenv("LLMX_BASE_URL", llm_server.url)
+    bare_env.setenv("LLMX_MAX_TOKENS", value)
+    with pytest.raises(ConfigError, match="LLMX_MAX_TOKENS must be a positive whole number of tokens"):
+        Client()
+    assert llm_server.requests == []
 
 
 def test_an_optional_key_from_a_config_file(bare_env: pytest.MonkeyPatch) -> None:

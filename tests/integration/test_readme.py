@@ -18,14 +18,14 @@ tests/readme_blocks.py). Each line of the other shell blocks that runs ``llmx-sy
 in bash, on a terminal (``run_in_a_terminal``), in a directory that has the repository's
 ``examples/`` (the files the lines name), as from the repository's root.
 
-The servers run with a context of 16 384 tokens (one slot for llama-server), twice the
-model's own: the snippets send the ``litellm`` built-in's ``max_tokens`` (8192), and the
-bundled 135M model sometimes writes on and on (a haiku of 2 500 tokens was seen, and an
-answer that ran to the 8192 tokens); ``llmx-sync chat -c`` sends such an answer back, and
-with the model's own context of 8192 the request no longer fits (seen: "request (8202
-tokens) exceeds the available context size (8192 tokens)"). The python snippets that send
-an answer back bound it (``max_tokens=400``). A long answer takes minutes at this machine's
-pace: hence the generous timeouts. Skipped, with the reason, where a server or the proxy is
+The set-ups bound answers as a user of the bundled 135M model would, with
+``$LLMX_MAX_TOKENS=512`` (the ``local`` provider's own bound; the README's Providers
+section): the ``litellm`` built-in that ``$LLMX_BASE_URL`` selects sends 8192, and this
+model sometimes writes on and on (one answer ran over 15 minutes on the loaded 2-core
+machine, and ``llmx-sync chat -c`` then sent an 8 202-token request past a context of
+8192). The servers run with a context of 16 384 tokens (one slot for llama-server), room
+for any answer sent back; the python snippets that send an answer back bound it
+themselves (``max_tokens=400``). Skipped, with the reason, where a server or the proxy is
 not installed.
 """
 
@@ -57,6 +57,8 @@ RUNNER = Path(__file__).with_name("readme_runner.py")
 CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLMX_MODEL", "LLMX_OSS_BASE_URL", "LLMX_OSS_PORT",
            "LLMX_API_KEY", "LLMX_BASE_URL", "NO_COLOR")
 CONTEXT = 2 * 8192  # room for a whole answer sent back, and its reply
+# What the set-ups' users bound answers to ($LLMX_MAX_TOKENS): the local provider's own bound.
+MAX_TOKENS = 512
 # llama-server logs this when a request's tool_choice is the forcing object (it then
 # answers as with "auto"): the client must have sent "required" instead.
 OBJECT_IGNORED = "Wrong type supplied for parameter 'tool_choice'"
@@ -91,6 +93,7 @@ def _skip_reason(name: str) -> str:
 def _environment(base_url: str, key: str, home: Path) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name not in CLEARED}
     env.update(LLMX_BASE_URL=base_url, LLMX_API_KEY=key, LLMX_LOG="info", PYTHONUNBUFFERED="1",
+               LLMX_MAX_TOKENS=str(MAX_TOKENS),  # as a user of the small model sets it (README, Providers)
                LLMX_HOME=str(home),  # the CLI's saved conversations: the set-up's own
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     return env
