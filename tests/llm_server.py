@@ -1,28 +1,9 @@
 """The scripted server of the project's tests: `llmx_sync.testing`, under the names the
-tests have always used (`LLMServer` is `llmx_sync.testing.ScriptedServer`)."""
+tests have always used (`LLMServer` is `llmx_sync.testing.ScriptedServer`). Everything
+`llmx_sync.testing` exports is here, so that no second list of its names is kept."""
 
-from llmx_sync.testing import (
-    CaseInsensitiveDict,
-    Disconnect,
-    Pause,
-    Piece,
-    RecordedRequest,
-    Reply,
-    Stall,
-    chat_chunk,
-    error_reply,
-    json_reply,
-    sse_comment,
-    sse_done,
-    sse_event,
-    text_reply,
-    text_stream_body,
-    tool_call_delta,
-)
+import llmx_sync.testing as _testing
+from llmx_sync.testing import *  # noqa: F403 (the whole public module, re-exported)
 from llmx_sync.testing import ScriptedServer as LLMServer
 
-__all__ = [
-    "CaseInsensitiveDict", "Disconnect", "LLMServer", "Pause", "Piece", "RecordedRequest", "Reply", "Stall",
-    "chat_chunk", "error_reply", "json_reply", "sse_comment", "sse_done", "sse_event", "text_reply",
-    "text_stream_body", "tool_call_delta",
-]
+__all__ = ["LLMServer", *_testing.__all__]
